@@ -1,0 +1,339 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Subjects of the key service's request-reply API.
+const (
+	KeySubjectCustomers = "touchstream.keys.v1.customers"
+	KeySubjectIDs       = "touchstream.keys.v1.ids"
+)
+
+// MaxKeyRequestNames is the most customers or key ids one request may name; the
+// client splits larger lookups.
+const MaxKeyRequestNames = 1000
+
+// KeyRequest asks the key service for data keys, by customer (creating missing keys)
+// or by key id.
+type KeyRequest struct {
+	Customers []string `json:"customers,omitempty"`
+	IDs       []string `json:"ids,omitempty"`
+}
+
+// KeyReply answers a KeyRequest. Erased lists requested key ids that were erased.
+type KeyReply struct {
+	Keys   []DataKey `json:"keys,omitempty"`
+	Erased []string  `json:"erased,omitempty"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// KeyClient fetches data keys from the key service over NATS request-reply and caches
+// them for a bounded time. An erasure is complete once every client's cache lifetime has
+// passed since the key was deleted, so keep CacheTTL short.
+type KeyClient struct {
+	nc      *nats.Conn
+	timeout time.Duration
+	ttl     time.Duration
+
+	mu       sync.Mutex
+	cache    keyCache
+	requests uint64 // round trips made, for benchmarks and metrics
+}
+
+// KeyClientConfig configures a KeyClient.
+type KeyClientConfig struct {
+	Timeout    time.Duration // per request; default 2s
+	CacheTTL   time.Duration // default 1m; 0 keeps the default, negative disables the cache
+	MaxEntries int           // default 100,000 keys
+}
+
+// NewKeyClient returns a client of the key service reachable over nc.
+func NewKeyClient(nc *nats.Conn, cfg KeyClientConfig) *KeyClient {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = time.Minute
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 100_000
+	}
+	return &KeyClient{nc: nc, timeout: cfg.Timeout, ttl: cfg.CacheTTL, cache: newKeyCache(cfg.MaxEntries)}
+}
+
+// CacheTTL is how long a fetched key may be used without asking the key service again.
+func (c *KeyClient) CacheTTL() time.Duration { return max(c.ttl, 0) }
+
+// Requests is the number of round trips made to the key service.
+func (c *KeyClient) Requests() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.requests
+}
+
+// CustomerKeys implements KeySource.
+func (c *KeyClient) CustomerKeys(ctx context.Context, customers []string) (map[string]DataKey, error) {
+	out, missing := c.cached(true, customers)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	for chunk := range slices.Chunk(missing, MaxKeyRequestNames) {
+		reply, err := c.request(ctx, KeySubjectCustomers, KeyRequest{Customers: chunk})
+		if err != nil {
+			return nil, err
+		}
+		keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.Customer })
+		if err != nil {
+			return nil, err
+		}
+		c.store(keys)
+		for _, k := range keys {
+			out[k.Customer] = k
+		}
+		for _, m := range chunk {
+			if _, ok := out[m]; !ok {
+				return nil, fmt.Errorf("key service returned no key for a requested customer")
+			}
+		}
+	}
+	return out, nil
+}
+
+// KeysByID implements KeySource.
+func (c *KeyClient) KeysByID(ctx context.Context, ids []string) (map[string]DataKey, error) {
+	out, missing := c.cached(false, ids)
+	if len(missing) == 0 {
+		return out, nil
+	}
+	for chunk := range slices.Chunk(missing, MaxKeyRequestNames) {
+		reply, err := c.request(ctx, KeySubjectIDs, KeyRequest{IDs: chunk})
+		if err != nil {
+			return nil, err
+		}
+		keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.ID })
+		if err != nil {
+			return nil, err
+		}
+		c.store(keys)
+		for _, k := range keys {
+			out[k.ID] = k
+		}
+		// An id neither returned nor reported erased is unknown to the key service: an
+		// error, never mistaken for a lawful erasure.
+		var erased map[string]bool
+		for _, id := range chunk {
+			if _, ok := out[id]; ok {
+				continue
+			}
+			if erased == nil {
+				erased = make(map[string]bool, len(reply.Erased))
+				for _, e := range reply.Erased {
+					erased[e] = true
+				}
+			}
+			if !erased[id] {
+				return nil, fmt.Errorf("key service does not know key id %q (wrong key store?)", id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Forget drops a customer's keys from the cache (after an erasure on this process).
+func (c *KeyClient) Forget(customer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cache.forget(customer)
+}
+
+// cached returns the cached keys of names (customers, or key ids) and the names
+// missing from the cache, each once.
+func (c *KeyClient) cached(byCustomer bool, names []string) (map[string]DataKey, []string) {
+	out := make(map[string]DataKey, len(names))
+	var missing []string
+	var asked map[string]struct{}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range names {
+		if _, dup := out[n]; dup {
+			continue
+		}
+		if k, ok := c.cache.get(byCustomer, n, now); ok {
+			out[n] = k
+			continue
+		}
+		if asked == nil {
+			asked = make(map[string]struct{})
+		}
+		if _, dup := asked[n]; !dup {
+			asked[n] = struct{}{}
+			missing = append(missing, n)
+		}
+	}
+	return out, missing
+}
+
+// checkReply keeps the keys that were asked for and are well formed.
+func checkReply(keys []DataKey, asked []string, name func(DataKey) string) ([]DataKey, error) {
+	want := make(map[string]struct{}, len(asked))
+	for _, a := range asked {
+		want[a] = struct{}{}
+	}
+	out := keys[:0:0]
+	for _, k := range keys {
+		if _, ok := want[name(k)]; !ok {
+			continue // not asked for: never cached
+		}
+		if len(k.Key) != 32 || k.ID == "" || k.Customer == "" {
+			return nil, fmt.Errorf("key service returned a malformed key (%d bytes)", len(k.Key))
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+func (c *KeyClient) store(keys []DataKey) {
+	if c.ttl < 0 {
+		return
+	}
+	exp := time.Now().Add(c.ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		c.cache.put(k, exp)
+	}
+}
+
+// keyCache holds fetched keys by customer and by id, at most max of them: a key is one
+// entry, in both indexes, and the least recently used is evicted first, in constant
+// time. An expired entry is dropped when found.
+type keyCache struct {
+	max    int
+	byCust map[string]*keyEntry
+	byID   map[string]*keyEntry
+	lru    keyEntry // sentinel of the use order: lru.next is the most recent
+}
+
+type keyEntry struct {
+	key        DataKey
+	expires    time.Time
+	prev, next *keyEntry
+}
+
+func newKeyCache(max int) keyCache {
+	return keyCache{max: max, byCust: map[string]*keyEntry{}, byID: map[string]*keyEntry{}}
+}
+
+// get returns the key of a customer (byCustomer) or with an id.
+func (c *keyCache) get(byCustomer bool, name string, now time.Time) (DataKey, bool) {
+	idx := c.byID
+	if byCustomer {
+		idx = c.byCust
+	}
+	e := idx[name]
+	if e == nil {
+		return DataKey{}, false
+	}
+	if !now.Before(e.expires) {
+		c.remove(e)
+		return DataKey{}, false
+	}
+	c.unlink(e)
+	c.pushFront(e)
+	return e.key, true
+}
+
+// put caches k until exp, evicting the least recently used key if the cache is full.
+func (c *keyCache) put(k DataKey, exp time.Time) {
+	if c.lru.next == nil {
+		c.lru.next, c.lru.prev = &c.lru, &c.lru
+	}
+	e := c.byID[k.ID]
+	if e != nil {
+		if e.key.Customer != k.Customer && c.byCust[e.key.Customer] == e {
+			delete(c.byCust, e.key.Customer)
+		}
+		c.unlink(e)
+	} else {
+		e = &keyEntry{}
+		c.byID[k.ID] = e
+	}
+	e.key, e.expires = k, exp
+	c.byCust[k.Customer] = e // the latest key of a customer; older ones stay by id
+	c.pushFront(e)
+	for len(c.byID) > c.max {
+		c.remove(c.lru.prev)
+	}
+}
+
+// forget drops every key of a customer. It walks the cache: erasures are rare.
+func (c *keyCache) forget(customer string) {
+	if e := c.byCust[customer]; e != nil {
+		c.remove(e)
+	}
+	for _, e := range c.byID {
+		if e.key.Customer == customer {
+			c.remove(e)
+		}
+	}
+}
+
+func (c *keyCache) remove(e *keyEntry) {
+	c.unlink(e)
+	if c.byID[e.key.ID] == e {
+		delete(c.byID, e.key.ID)
+	}
+	if c.byCust[e.key.Customer] == e {
+		delete(c.byCust, e.key.Customer)
+	}
+}
+
+func (c *keyCache) unlink(e *keyEntry) {
+	if e.prev != nil {
+		e.prev.next, e.next.prev = e.next, e.prev
+	}
+	e.prev, e.next = nil, nil
+}
+
+func (c *keyCache) pushFront(e *keyEntry) {
+	e.prev, e.next = &c.lru, c.lru.next
+	c.lru.next.prev = e
+	c.lru.next = e
+}
+
+func (c *KeyClient) request(ctx context.Context, subject string, req KeyRequest) (*KeyReply, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	c.mu.Lock()
+	c.requests++
+	c.mu.Unlock()
+	msg, err := c.nc.RequestWithContext(ctx, subject, body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("key service: no responders on %s", subject)
+		}
+		return nil, fmt.Errorf("key service %s: %w", subject, err)
+	}
+	var reply KeyReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return nil, fmt.Errorf("key service %s: bad reply: %w", subject, err)
+	}
+	if reply.Error != "" {
+		return nil, fmt.Errorf("key service %s: %s", subject, reply.Error)
+	}
+	return &reply, nil
+}
