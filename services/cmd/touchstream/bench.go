@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/valuetier"
+	"github.com/touchstream/touchstream/services/internal/bench"
+	"github.com/touchstream/touchstream/services/internal/config"
+	"github.com/touchstream/touchstream/services/internal/gateway"
+	"github.com/touchstream/touchstream/services/internal/query"
+)
+
+// benchDatabaseURL is the bench's default PostgreSQL: the local cluster's maintenance
+// database, from which it creates (and at the end drops) a database of its own.
+const benchDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// runBench measures touchstream on this machine and prints tables beside the machine's
+// raw limits (make bench). It brings its own embedded nats-server and database.
+func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writer) error {
+	fs := newFlags("bench", stdout)
+	var c config.Common
+	c.Register(fs, env)
+	// The bench creates its own database from the maintenance database.
+	if env("DATABASE_URL") == "" {
+		c.DatabaseURL = benchDatabaseURL
+		fs.Lookup("database-url").DefValue = benchDatabaseURL
+	}
+	var o bench.Options
+	fs.StringVar(&o.Suite, "suite", "all", "suite to run: ingest, projector, query, e2e or all")
+	fs.Uint64Var(&o.Seed, "seed", 42, "seed of the generated events: the same seed, the same events")
+	fs.IntVar(&o.Customers, "customers", bench.DefaultCustomers, "customers of the projector's data set (also the query and e2e population; ingest uses at most 100,000)")
+	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events of the projector's data set (ingest sends at most 200,000, and 100,000 with personal fields)")
+	fs.StringVar(&o.PrivatePostgres, "private-postgres", "4GB", "shared_buffers of a private, tuned PostgreSQL cluster made with initdb for the run (\"\": use --database-url's cluster as it is)")
+	fs.StringVar(&o.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of the ingest runs and the projector catch-up here (go tool pprof -top FILE)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	def, err := streams.Load(c.DeployFile("streams.json"))
+	if err != nil {
+		return err
+	}
+	if o.Channels, err = gateway.LoadChannels(c.DeployFile("channels.json")); err != nil {
+		return err
+	}
+	tiers, err := valuetier.Load(c.DeployFile("tiers.json"))
+	if err != nil {
+		return err
+	}
+	o.Streams, o.AdminURL = def, c.DatabaseURL
+	if err := o.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	log := c.Logger().With("command", "bench")
+	return bench.Run(ctx, o, bench.Deps{
+		Projector: func(d bench.ProjectorDeps) (*projections.Runner, error) {
+			f := projectorFlags{batch: 1000, linger: 5 * time.Millisecond, leaseTTL: 5 * time.Second, instance: "bench"}
+			return buildProjector(f, projectorDeps{pool: d.Pool, nc: d.NC, js: d.JS, layout: d.Layout, cat: d.Catalog, tiers: tiers,
+				phoneKey: d.PhoneKey, keys: d.Keys, registry: d.Registry, log: d.Log})
+		},
+		Query: func(d bench.QueryDeps) (*query.Server, error) {
+			return buildQuery(queryFlags{addr: "127.0.0.1:0"}, queryDeps{db: d.DB, keys: d.Keys, layout: d.Layout, tiers: tiers,
+				phoneKey: d.PhoneKey, registry: prometheus.NewRegistry(), log: d.Log})
+		},
+		Stdout: stdout,
+		Log:    log,
+	})
+}

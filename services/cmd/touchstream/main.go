@@ -1,0 +1,112 @@
+// Command touchstream runs touchstream's services and operations tools. Each service
+// is a subcommand (gateway, keys, projector, query, ...); `run` starts them all on an
+// embedded default for development. `touchstream help` lists the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/touchstream/touchstream/services/internal/config"
+)
+
+// command is one subcommand. run gets the arguments after the command name.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, env config.Env, stdout io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "start everything on an embedded default (NATS, key service, gateway, ...) with the simulator", runAll},
+		{"nats", "run the embedded nats-server alone, with its store under the data directory", runNATS},
+		{"simulate", "send simulated telecom traffic through the gateway (live, or days of history)", runSimulate},
+		{"clock", "publish clock.ticked to every partition at each day (or hour) boundary", runClock},
+		{"streams", "provision (apply) or inspect the log streams defined in deploy/streams.json", runStreams},
+		{"gateway", "serve the ingest gateway: channel systems' HTTP and NATS request-reply doors to the log", runGateway},
+		{"keys", "serve the key service (customers' data keys over NATS request-reply)", runKeys},
+		{"query", "serve the query API: customer profile, timeline and search, with OpenAPI", runQuery},
+		{"projector", "fold the log into the read models (timeline, customer 360, idempotency index)", runProjector},
+		{"bench", "measure throughput and latency on this machine, beside its raw limits (make bench)", runBench},
+	}
+}
+
+// errUsage marks a command-line mistake: exit code 2.
+var errUsage = errors.New("usage")
+
+// defaultGCPercent trades memory for CPU: touchstream's services allocate briskly
+// (JSON in, JSON out) and have memory to spare, so the collector runs a quarter as
+// often as Go's default. GOGC in the environment overrides it.
+const defaultGCPercent = 400
+
+func main() {
+	env := config.OSEnv()
+	if env("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := dispatch(ctx, os.Args[1:], env, os.Stdout)
+	stop()
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "touchstream:", err)
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, args []string, env config.Env, stdout io.Writer) error {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout, cmds)
+		return nil
+	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:], env, stdout)
+		}
+	}
+	usage(os.Stderr, cmds)
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+func usage(w io.Writer, cmds []command) {
+	fmt.Fprintln(w, "usage: touchstream <command> [flags]   (touchstream <command> --help for its flags)")
+	fmt.Fprintln(w)
+	width := 0
+	for _, c := range cmds {
+		width = max(width, len(c.name))
+	}
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %s%s  %s\n", c.name, strings.Repeat(" ", width-len(c.name)), c.summary)
+	}
+}
+
+// newFlags returns a flag set whose errors are returned, not printed and exited on.
+func newFlags(name string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("touchstream "+name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return nil
+}

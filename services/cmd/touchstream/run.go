@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections/dedup"
+	"github.com/touchstream/touchstream/services/internal/admin"
+	"github.com/touchstream/touchstream/services/internal/clock"
+	"github.com/touchstream/touchstream/services/internal/config"
+	"github.com/touchstream/touchstream/services/internal/embedded"
+	"github.com/touchstream/touchstream/services/internal/gateway"
+	"github.com/touchstream/touchstream/services/internal/keystore"
+	"github.com/touchstream/touchstream/services/internal/natsconn"
+	"github.com/touchstream/touchstream/services/internal/pgsetup"
+	"github.com/touchstream/touchstream/services/internal/query"
+	"github.com/touchstream/touchstream/services/internal/simulate"
+)
+
+// runFlags are the settings of the all-in-one development default.
+type runFlags struct {
+	natsPort  int
+	gateway   string
+	query     string
+	simulator simulatorFlags
+	projector projectorFlags
+}
+
+// runAll starts every service in one process on an embedded default: an embedded
+// nats-server (store under the data directory) unless --nats-url names one, the local
+// PostgreSQL (database created if missing), the key service, the gateway, the
+// projector, the query API, one admin listener, and the simulator feeding realistic
+// traffic through the gateway. Development secrets (master key, phone index key) are
+// created under <data-dir>/secrets on first start.
+func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer) error {
+	fs := newFlags("run", stdout)
+	var c config.Common
+	c.Register(fs, env)
+	var f runFlags
+	fs.IntVar(&f.natsPort, "nats-port", 4333, "port of the embedded nats-server (when --nats-url is empty)")
+	fs.StringVar(&f.gateway, "gateway-addr", gateway.DefaultAddr, "gateway HTTP listen address")
+	fs.StringVar(&f.query, "query-addr", query.DefaultAddr, "query API listen address")
+	f.simulator.register(fs)
+	f.projector.register(fs, env)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	log := c.Logger()
+	started := time.Now()
+
+	// NATS: embedded unless an external server is named. It stops last.
+	var nsrv *embedded.Server
+	if c.NATSURL == "" {
+		var err error
+		nsrv, err = embedded.Start(embedded.Config{Port: f.natsPort, StoreDir: filepath.Join(c.DataDir, "nats")}, log.With("service", "nats"))
+		if err != nil {
+			return err
+		}
+		defer nsrv.Shutdown()
+		c.NATSURL = nsrv.URL()
+	}
+	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-run", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	tiers, phoneKey, def, err := loadProjectorDeps(&c, f.projector, true)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = streams.Apply(actx, js, def)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("apply streams: %w", err)
+	}
+
+	pool, err := pgsetup.Open(ctx, c.DatabaseURL, 32, true)
+	if err != nil {
+		return fmt.Errorf("%w (is PostgreSQL running? `make postgres` starts it)", err)
+	}
+	defer pool.Close()
+	reg := newRegistry()
+	cat, err := events.DefaultCatalog()
+	if err != nil {
+		return err
+	}
+
+	// Key service, and the client every other component uses.
+	kek, created, err := keystore.LoadOrCreateMasterKey(c.MasterKeyFile())
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Warn("created a development master key", "file", c.MasterKeyFile(), "kek_id", kek.ID())
+	}
+	if err := keystore.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	store, err := keystore.Open(ctx, pool, kek)
+	if err != nil {
+		return err
+	}
+	keySvc, err := keystore.NewService(keystore.ServiceConfig{}, keystore.ServiceDeps{Store: store, NC: nc, Log: log.With("service", "keys"), Registry: reg})
+	if err != nil {
+		return err
+	}
+	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
+
+	// Gateway.
+	channels, err := gateway.LoadChannels(c.DeployFile("channels.json"))
+	if err != nil {
+		return err
+	}
+	if err := dedup.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{Addr: f.gateway, Channels: channels}, gateway.Deps{
+		NATS: nc, Layout: def.Layout, Catalog: cat, Keys: keys, Dedup: pool, Registry: reg, Log: log.With("service", "gateway"),
+	})
+	if err != nil {
+		return err
+	}
+
+	// Projector and query API.
+	runner, err := buildProjector(f.projector, projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
+		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector")})
+	if err != nil {
+		return err
+	}
+	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
+		tiers: tiers, registry: reg, log: log.With("service", "query")})
+	if err != nil {
+		return err
+	}
+	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}},
+		log.With("service", "admin"))
+	if err != nil {
+		return err
+	}
+	clockPub, err := events.NewPublisher(ctx, nc, events.WithLayout(def.Layout), events.WithSource(clock.Source))
+	if err != nil {
+		return err
+	}
+	ticker, err := clock.New(clock.Config{Location: tiers.Location()}, clockPub, def.Layout.Partitions, log.With("service", "clock"))
+	if err != nil {
+		return err
+	}
+	sim, err := f.simulator.build(&c, "http://"+f.gateway, log.With("service", "simulator"), stdout)
+	if err != nil {
+		return err
+	}
+
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "touchstream is running (started in %s). Ctrl-C stops it.\n\n", time.Since(started).Round(time.Millisecond))
+	fmt.Fprintln(tw, "SERVICE\tWHERE")
+	fmt.Fprintf(tw, "gateway (CloudEvents over HTTP)\thttp://%s/v1/events\n", f.gateway)
+	fmt.Fprintf(tw, "query API\thttp://%s/v1/customers?tier=gold  (OpenAPI: /v1/openapi.json)\n", f.query)
+	fmt.Fprintf(tw, "admin: metrics, health, pprof\thttp://%s/metrics\n", c.AdminAddr)
+	fmt.Fprintf(tw, "NATS (JetStream)\t%s  (store %s)\n", c.NATSURL, filepath.Join(c.DataDir, "nats"))
+	fmt.Fprintf(tw, "PostgreSQL\t%s\n", redactURL(c.DatabaseURL))
+	fmt.Fprintf(tw, "key service\tNATS %s\n", events.KeySubjectCustomers)
+	fmt.Fprintf(tw, "projector\t%s (timeline_v1, customer360_v1, dedup)\n", runner.Instance())
+	fmt.Fprintf(tw, "clock\tclock.ticked to all %d partitions daily, midnight %s\n", def.Layout.Partitions, tiers.TimeZone)
+	if sim != nil {
+		fmt.Fprintf(tw, "simulator\t%s events/s over %s customers (seed %d)\n",
+			strconv.FormatFloat(f.simulator.rate, 'f', -1, 64), strconv.Itoa(f.simulator.customers), f.simulator.seed)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+
+	// Components stop together on Ctrl-C; the NATS server (deferred) stops after them,
+	// so their drains can still reach it.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return keySvc.Run(gctx) })
+	g.Go(func() error { return gw.Run(gctx) })
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return (&dedup.Pruner{Pool: pool, Horizon: f.projector.horizon, Log: log}).Run(gctx) })
+	g.Go(func() error { return qry.Run(gctx) })
+	g.Go(func() error { return adm.Run(gctx) })
+	g.Go(func() error { return ticker.Run(gctx) })
+	if sim != nil {
+		g.Go(func() error { return sim.Run(gctx) })
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	_ = nc.FlushTimeout(2 * time.Second)
+	return err
+}
+
+// simulatorFlags configure the simulator that `run` starts.
+type simulatorFlags struct {
+	rate      float64
+	customers int
+	seed      uint64
+}
+
+func (f *simulatorFlags) register(fs interface {
+	Float64Var(*float64, string, float64, string)
+	IntVar(*int, string, int, string)
+	Uint64Var(*uint64, string, uint64, string)
+}) {
+	fs.Float64Var(&f.rate, "rate", 50, "simulator events per second (0: no simulator)")
+	fs.IntVar(&f.customers, "customers", 2000, "simulated population")
+	fs.Uint64Var(&f.seed, "seed", 42, "simulator seed (same seed, same customers and events)")
+}
+
+// build returns the simulator, or nil when the rate is zero. It sends through the
+// gateway with the development API keys of deploy/simulator.json.
+func (f *simulatorFlags) build(c *config.Common, gatewayURL string, log *slog.Logger, stdout io.Writer) (*simulate.Simulator, error) {
+	if f.rate <= 0 {
+		return nil, nil
+	}
+	params, err := simulate.LoadParams(c.DeployFile("simulator.json"))
+	if err != nil {
+		return nil, err
+	}
+	chs, err := gateway.LoadChannels(c.DeployFile("channels.json"))
+	if err != nil {
+		return nil, err
+	}
+	simChannels, err := simulatorChannels(chs, params.DevAPIKeys, "")
+	if err != nil {
+		return nil, err
+	}
+	return simulate.New(simulate.Config{
+		Gateway: gatewayURL, Params: params, Channels: simChannels, Seed: f.seed, Customers: f.customers, Rate: f.rate,
+		Progress: stdout, ProgressInterval: 15 * time.Second, Log: log,
+	})
+}
+
+// redactURL drops the password from a URL for printing.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,89 @@
+// Package embedded runs a nats-server (the Go module, not the system package) inside a
+// touchstream process, for `make run` and for single-machine installations. Its
+// JetStream store lives under the data directory, so events survive restarts.
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Config configures the embedded server.
+type Config struct {
+	Host     string // default 127.0.0.1
+	Port     int    // default 4333 (4222 is often taken by another server)
+	StoreDir string // JetStream store
+	Name     string
+	// ConfigFile, when set, is a nats-server configuration file whose settings are
+	// applied first (accounts, TLS, cluster); Host, Port and StoreDir still override.
+	ConfigFile string
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	s   *server.Server
+	log *slog.Logger
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(cfg Config, log *slog.Logger) (*Server, error) {
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		o, err := server.ProcessConfigFile(cfg.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: config %s: %w", cfg.ConfigFile, err)
+		}
+		opts = o
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = 4333
+	}
+	if cfg.Name == "" {
+		cfg.Name = "touchstream-embedded"
+	}
+	opts.ServerName = cfg.Name
+	opts.Host = cfg.Host
+	opts.Port = cfg.Port
+	opts.JetStream = true
+	opts.StoreDir = filepath.Clean(cfg.StoreDir)
+	opts.NoSigs = true
+	opts.NoLog = true
+	opts.MaxPayload = 8 << 20
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats: not ready on %s after 30s (is the port taken?)", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	}
+	log.Info("embedded nats-server started", "url", s.ClientURL(), "store_dir", opts.StoreDir, "version", server.VERSION)
+	return &Server{s: s, log: log}, nil
+}
+
+// URL is the client URL.
+func (s *Server) URL() string { return s.s.ClientURL() }
+
+// Run blocks until ctx is done, then shuts the server down.
+func (s *Server) Run(ctx context.Context) error {
+	<-ctx.Done()
+	s.Shutdown()
+	return nil
+}
+
+// Shutdown stops the server and waits for it.
+func (s *Server) Shutdown() {
+	s.s.Shutdown()
+	s.s.WaitForShutdown()
+}

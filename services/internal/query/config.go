@@ -1,0 +1,147 @@
+package query
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/projections"
+)
+
+// Defaults of Config; a zero field takes its default.
+const (
+	DefaultAddr              = "127.0.0.1:8081"
+	DefaultCustomer360Target = "customer360_v1"
+	DefaultTimelineTarget    = "timeline_v1"
+	DefaultRequestTimeout    = 10 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 32 << 10
+)
+
+// Config configures a Server. Zero fields take the defaults above, except Layout and
+// PhoneKey, which are required.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string
+	// Customer360Target and TimelineTarget are the serving versions (PostgreSQL
+	// schemas) of the read models.
+	Customer360Target string
+	TimelineTarget    string
+	// Layout is the log's layout: it maps a customer to its partition, whose freshness
+	// every customer read reports. It must be the projector's.
+	Layout events.Layout
+	// PhoneKey is the secret of the phone search hash, the projector's (at least 16
+	// bytes).
+	PhoneKey []byte
+	// Tiers, when set, are the value tier names a search may filter on (valuetier
+	// Config.Names); an unknown tier is then a 400 rather than an empty page.
+	Tiers []string
+	// RequestTimeout bounds the work of one request (database and key service).
+	RequestTimeout time.Duration
+	// ShutdownTimeout bounds the draining of requests in progress on cancellation.
+	ShutdownTimeout time.Duration
+	// HTTP server limits.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+}
+
+func (c *Config) setDefaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Customer360Target == "" {
+		c.Customer360Target = DefaultCustomer360Target
+	}
+	if c.TimelineTarget == "" {
+		c.TimelineTarget = DefaultTimelineTarget
+	}
+	set(&c.RequestTimeout, DefaultRequestTimeout)
+	set(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	set(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	set(&c.ReadTimeout, DefaultReadTimeout)
+	set(&c.WriteTimeout, DefaultWriteTimeout)
+	set(&c.IdleTimeout, DefaultIdleTimeout)
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+}
+
+var targetName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Validate checks the configuration after defaults are applied. The error joins one
+// error per problem, each naming its field.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		add("query: Addr %q: %v", c.Addr, err)
+	}
+	if !targetName.MatchString(c.Customer360Target) {
+		add("query: Customer360Target %q: must be a PostgreSQL schema name such as %s", c.Customer360Target, DefaultCustomer360Target)
+	}
+	if !targetName.MatchString(c.TimelineTarget) {
+		add("query: TimelineTarget %q: must be a PostgreSQL schema name such as %s", c.TimelineTarget, DefaultTimelineTarget)
+	}
+	if err := c.Layout.Validate(); err != nil {
+		add("query: Layout: %v", err)
+	}
+	if len(c.PhoneKey) < 16 {
+		add("query: PhoneKey: %d bytes, at least 16 required (the projector's phone index key)", len(c.PhoneKey))
+	}
+	for i, t := range c.Tiers {
+		if !token.MatchString(t) {
+			add("query: Tiers[%d] %q: must match %s", i, t, token)
+		}
+	}
+	for name, d := range map[string]time.Duration{"RequestTimeout": c.RequestTimeout, "ShutdownTimeout": c.ShutdownTimeout,
+		"ReadHeaderTimeout": c.ReadHeaderTimeout, "ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout, "IdleTimeout": c.IdleTimeout} {
+		if d < 0 {
+			add("query: %s %s: must be positive", name, d)
+		}
+	}
+	if c.WriteTimeout <= c.RequestTimeout {
+		add("query: WriteTimeout %s: must exceed RequestTimeout (%s), or slow answers are cut off unwritten", c.WriteTimeout, c.RequestTimeout)
+	}
+	if c.MaxHeaderBytes < 4096 {
+		add("query: MaxHeaderBytes %d: must be at least 4096", c.MaxHeaderBytes)
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	// DB reads the read models and the projection checkpoints (a pgx pool). Required.
+	DB projections.Querier
+	// Keys opens the sealed personal fields (an events.KeyClient). Required.
+	Keys events.KeySource
+	// Catalog lists the event types a timeline may filter on; nil:
+	// events.DefaultCatalog().
+	Catalog *events.Catalog
+	// Viewer decides who each request is and what it may see; nil: MaskedForEveryone.
+	Viewer ViewerFunc
+	// Registry receives the request metrics; nil: kept but not exported.
+	Registry prometheus.Registerer
+	// Log is the logger; nil discards.
+	Log *slog.Logger
+	// Listener, when set, is served instead of listening on Config.Addr.
+	Listener net.Listener
+}

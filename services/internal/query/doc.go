@@ -1,0 +1,67 @@
+// Package query is touchstream's query API: read-only HTTP access to the read models
+// (the customer 360 profile, the timeline, search over profiles) for dashboards and
+// the call center. The OpenAPI 3.0 document, served at GET /v1/openapi.json, is the
+// contract; this comment summarises it.
+//
+// # Endpoints
+//
+//	GET /v1/customers/{id}           the customer 360 profile (customer360.Get)
+//	GET /v1/customers/{id}/timeline  the customer's events, newest first, paged by cursor
+//	                                 (?type=a,b&source=x&from=RFC3339&to=RFC3339&cursor=&limit=)
+//	GET /v1/customers                search (?phone=&id=&tier=&lifecycle=&region=&segment=
+//	                                 &cursor=&limit=); at least one filter is required; id
+//	                                 is an exact id or a prefix ending in "*"
+//	GET /v1/openapi.json             the OpenAPI document
+//
+// HEAD is answered wherever GET is. Every other method is 405 with Allow: GET, HEAD.
+// Query parameters are strict: an unknown or repeated parameter is a 400 naming it.
+// Lists take limit 1-500 (default 50) and return "next", the cursor of the following
+// page, or null on the last page. Cursors are opaque.
+//
+// # Freshness
+//
+// Read models are eventually consistent with the log, so every read says how current
+// it is, in the body ("freshness") and in the headers X-Touchstream-Seq and
+// X-Touchstream-Lag-Seconds:
+//
+//   - For one customer (profile, timeline, a 404 for a customer, a search by exact id),
+//     the freshness of the customer's partition in the target read: seq is the last
+//     stream sequence of that partition the read model has applied; the body reflects
+//     at least every event of the partition up to seq (freshness is read before the
+//     data, so the data may be slightly newer, never older). lag_seconds and lag_events
+//     are the lag last measured by the projector (at lag_measured_at).
+//   - For a search over several partitions, a summary over every partition of the
+//     target: seq is the LOWEST checkpoint among them and the lags are the HIGHEST, so
+//     the headers state a bound that holds for every row of the page. "partitions"
+//     says how many were summarised; "partition" is absent.
+//
+// # Caching
+//
+// Reads carry a strong ETag (a hash of the exact body bytes, so it changes when the
+// data, the freshness or the viewer's access changes) and Cache-Control: no-cache,
+// private (personal data, even masked, must not sit in shared caches). If-None-Match
+// with a current tag answers 304 with the same headers and no body. Vary:
+// Authorization, since what a viewer sees depends on who they are.
+//
+// # Personal data
+//
+// Profiles hold name, phone, id number and address sealed with the customer's data
+// key. The API opens them through the injected events.KeySource and, according to the
+// viewer's Access, returns them masked (the default for everyone until roles arrive:
+// phone 138****8000, name 张*, id number 110101********4578, address 广东省深圳市…) or
+// in clear (AccessFull). A field whose data key was erased is null and the item has
+// "erased": true. A ViewerFunc decides each request's viewer: it is the seam where
+// bearer tokens and roles plug in. Personal data is never logged; neither is the query
+// string (a phone search carries the number): logs name the route, the customer id
+// and the request id only. The search by phone normalises the number
+// (customer360.NormalizePhone) and looks up its keyed hash (customer360.PhoneHash).
+//
+// # Errors
+//
+// Errors are JSON: {"error": {"code", "message", "parameter"?, "request_id"}}. 400
+// invalid_parameter names the parameter; 404 not_found; 405 method_not_allowed; 401
+// unauthenticated (only when a ViewerFunc refuses the request); 503 unavailable when
+// the key service cannot supply data keys (with Retry-After); anything else is a 500
+// internal error with a generic message, logged with the request id. Every response
+// carries X-Request-Id: the client's, when it sent a sane one, or a new one.
+package query

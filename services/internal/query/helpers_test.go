@@ -1,0 +1,430 @@
+package query_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	legacyrouter "github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/customer360"
+	"github.com/touchstream/touchstream/projections/timeline"
+	"github.com/touchstream/touchstream/projections/valuetier"
+	"github.com/touchstream/touchstream/services/internal/query"
+	"github.com/touchstream/touchstream/testkit"
+)
+
+// Targets the fixture folds, as the projector names them.
+const (
+	c360Target     = "customer360_v1"
+	timelineTarget = "timeline_v1"
+)
+
+// Sources (channels) of the fixture's events.
+const (
+	srcCRM      = "urn:touchstream:channel:crm"
+	srcRecharge = "urn:touchstream:channel:recharge"
+	srcStore    = "urn:touchstream:channel:store"
+)
+
+// The fixture's customers and their clear personal data (what a full-access viewer
+// must get back, and a masked one must never see).
+const (
+	alice         = "C-ALICE"
+	alicePhone    = "+8613800138000"
+	aliceName     = "张伟"
+	aliceIDNumber = "110101199003074578"
+	aliceAddress  = "广东省深圳市福田区深南大道1号"
+	bob           = "C-BOB"
+	bobPhone      = "13900139000"
+	erased        = "C-ERASE"
+	erasedPhone   = "13700137000"
+	nobody        = "C-NOBODY"
+)
+
+// aliceTimeline is how many events C-ALICE has: the registration, then recharges,
+// store visits and a complaint, some sharing an event time.
+const (
+	aliceRecharges = 18
+	aliceVisits    = 12
+	aliceEvents    = 1 + aliceRecharges + aliceVisits + 1
+	regionCount    = 11 // customers in region CN-BJ-HD (C-R000...), for paging a search
+)
+
+// fixture is a query API over read models folded for real from an embedded log.
+type fixture struct {
+	pool     *pgxpool.Pool
+	nats     *testkit.NATS
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	layout   events.Layout
+	keys     *testkit.Keys
+	phoneKey []byte
+	base     time.Time // event time of the first event
+	reg      *prometheus.Registry
+	logs     *syncBuffer
+	api      *query.Server
+	srv      *httptest.Server
+	doc      *openapi3.T
+	router   routers.Router
+	runner   *projections.Runner
+}
+
+// newFixture publishes the data set, folds it with the projector's read models and
+// serves the API over it.
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &fixture{keys: testkit.NewKeys(), logs: &syncBuffer{}}
+	f.pool, _ = testkit.Pool(t)
+	f.nats = testkit.StartNATS(t)
+	f.nc, f.js = f.nats.JetStream(t)
+	def := streams.Default()
+	def.Layout.Partitions = 8
+	def.Layout.Streams[0].Last = 7
+	if _, err := streams.Apply(ctx, f.js, def); err != nil {
+		t.Fatal(err)
+	}
+	f.layout = def.Layout
+	f.phoneKey = make([]byte, 32)
+	_, _ = rand.Read(f.phoneKey)
+	f.base = time.Now().Add(-10 * 24 * time.Hour).Truncate(time.Second).UTC()
+
+	f.publish(t, f.dataSet(t))
+	f.runner = f.newRunner(t, projections.Config{Group: "query-test"})
+	if err := f.runner.CatchUp(ctx, nil); err != nil {
+		t.Fatalf("catch up: %v", err)
+	}
+	f.serve(t, query.Config{Tiers: valuetier.Default().Names()}, query.Deps{})
+	return f
+}
+
+// serve starts the API with cfg and deps completed from the fixture.
+func (f *fixture) serve(t testing.TB, cfg query.Config, deps query.Deps) {
+	t.Helper()
+	cfg.Layout, cfg.PhoneKey = f.layout, f.phoneKey
+	if deps.DB == nil {
+		deps.DB = f.pool
+	}
+	if deps.Keys == nil {
+		deps.Keys = f.keys
+	}
+	if deps.Viewer == nil {
+		deps.Viewer = testViewer
+	}
+	f.reg = prometheus.NewRegistry()
+	deps.Registry = f.reg
+	deps.Log = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	api, err := query.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.api = api
+	f.srv = httptest.NewServer(api.Handler())
+	t.Cleanup(f.srv.Close)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", f.logs.String())
+		}
+	})
+	f.loadDocument(t)
+}
+
+// newRunner builds the projector's read models over the fixture's log, as the
+// projector's buildProjector does.
+func (f *fixture) newRunner(t testing.TB, cfg projections.Config) *projections.Runner {
+	t.Helper()
+	cat, err := events.DefaultCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c360, err := customer360.New(customer360.Options{Target: c360Target, Tiers: valuetier.Default(), Keys: f.keys, PhoneKey: f.phoneKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	history := &projections.LogHistory{
+		Index:   &timeline.Index{Target: timelineTarget, Layout: f.layout},
+		JS:      f.js,
+		Decoder: projections.NewDecoder(f.layout, cat),
+	}
+	r, err := projections.NewRunner(cfg, projections.Deps{
+		Pool: f.pool, JS: f.js, Layout: f.layout, Catalog: cat, History: history, Log: slog.New(slog.DiscardHandler),
+	}, timeline.New(timelineTarget), c360)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// dataSet is the events the fixture publishes, each customer's in order.
+func (f *fixture) dataSet(t testing.TB) []*events.Event {
+	t.Helper()
+	var evs []*events.Event
+	add := func(customer, source string, at time.Time, p events.Payload) {
+		e, err := events.NewEvent(customer, at, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Source = source
+		evs = append(evs, e)
+	}
+	plan := events.Plan{ID: "4G-58", Name: "4G 畅享 58", Kind: "prepaid", MonthlyFee: events.CNY(5800)}
+	register := func(customer, name, phone, region, segment string, at time.Time) {
+		add(customer, srcCRM, at, events.CustomerRegistered{
+			Name: events.Clear(name), Phone: events.Clear(phone), CustomerType: "individual",
+			Segment: segment, Region: region, Plan: plan,
+		})
+	}
+	t0 := f.base
+
+	add(alice, srcCRM, t0, events.CustomerRegistered{
+		Name: events.Clear(aliceName), Phone: events.Clear(alicePhone), IDType: "resident_id",
+		IDNumber: events.Clear(aliceIDNumber), Address: events.Clear(aliceAddress),
+		CustomerType: "individual", Segment: "consumer", Region: "CN-GD-SZ", Plan: plan,
+	})
+	for i := range aliceRecharges {
+		// Pairs of recharges share an event time, so paging must break ties by sequence.
+		at := t0.Add(time.Duration(1+i/2) * time.Hour)
+		add(alice, srcRecharge, at, events.RechargeCompleted{RechargeID: fmt.Sprintf("R-A-%02d", i), Amount: events.CNY(5000), Method: "wechat_pay"})
+	}
+	for i := range aliceVisits {
+		at := t0.Add(time.Duration(30+i) * time.Hour)
+		add(alice, srcStore, at, events.StoreVisited{StoreID: "SZ-FT-012", Purpose: "inquiry", DurationSeconds: 300})
+	}
+	add(alice, srcStore, t0.Add(50*time.Hour), events.ComplaintOpened{ComplaintID: "CMP-1", Category: "network", Severity: "high",
+		PromisedBy: t0.Add(74 * time.Hour), Description: events.Clear("信号很差，张伟投诉")})
+
+	register(bob, "李娜", bobPhone, "CN-BJ-CY", "youth", t0)
+	add(bob, srcRecharge, t0.Add(time.Hour), events.RechargeCompleted{RechargeID: "R-B-1", Amount: events.CNY(60000), Method: "alipay"})
+
+	register(erased, "王芳", erasedPhone, "CN-SH-PD", "senior", t0)
+
+	for i := range regionCount {
+		register(fmt.Sprintf("C-R%03d", i), "赵磊", fmt.Sprintf("1350000%04d", i), "CN-BJ-HD", "sme", t0.Add(time.Duration(i)*time.Minute))
+	}
+	return evs
+}
+
+func (f *fixture) publish(t testing.TB, evs []*events.Event) {
+	t.Helper()
+	pub, err := events.NewPublisher(context.Background(), f.nc, events.WithLayout(f.layout), events.WithKeys(f.keys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for i, r := range pub.PublishBatch(context.Background(), evs) {
+		if r.Err != nil {
+			t.Fatalf("publish %d (%s): %v", i, evs[i].Type, r.Err)
+		}
+	}
+}
+
+// testViewer is the test's authenticator: no Authorization is an anonymous masked
+// viewer, "Bearer full" a full-access one, anything else is refused.
+func testViewer(r *http.Request) (query.Viewer, error) {
+	switch r.Header.Get("Authorization") {
+	case "":
+		return query.Viewer{Access: query.AccessMasked}, nil
+	case "Bearer full":
+		return query.Viewer{ID: "agent-7", Access: query.AccessFull}, nil
+	case "Bearer masked":
+		return query.Viewer{ID: "agent-8", Access: query.AccessMasked}, nil
+	}
+	return query.Viewer{}, fmt.Errorf("token not recognised: %w", query.ErrUnauthenticated)
+}
+
+// full is the header of a full-access viewer.
+var full = http.Header{"Authorization": {"Bearer full"}}
+
+// response is an answer read whole.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// get requests path and validates the answer against the served OpenAPI document.
+func (f *fixture) get(t testing.TB, path string, header http.Header) response {
+	t.Helper()
+	return f.do(t, http.MethodGet, path, header)
+}
+
+func (f *fixture) do(t testing.TB, method, path string, header http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	res, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := response{status: res.StatusCode, header: res.Header, body: body}
+	if f.doc != nil {
+		f.conform(t, req, r)
+	}
+	return r
+}
+
+// conform checks an answer against the OpenAPI document: its status is documented for
+// the operation, its headers and body match. Answers outside every operation (unknown
+// path, other method) must be Error bodies.
+func (f *fixture) conform(t testing.TB, req *http.Request, r response) {
+	t.Helper()
+	// Route as the server does: on the escaped path (an escaped slash stays inside its
+	// segment) and HEAD as GET.
+	probe := req.Clone(req.Context())
+	if probe.Method == http.MethodHead {
+		probe.Method = http.MethodGet
+	}
+	if raw := req.URL.EscapedPath(); raw != req.URL.Path {
+		probe.URL.Path, probe.URL.RawPath = raw, ""
+	}
+	route, params, err := f.router.FindRoute(probe)
+	if err != nil {
+		if r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
+			t.Errorf("%s %s: no operation in the document, and answered %d", req.Method, req.URL.Path, r.status)
+		}
+		var v any
+		if err := json.Unmarshal(r.body, &v); err != nil {
+			t.Errorf("%s %s: body is not JSON: %v", req.Method, req.URL.Path, err)
+			return
+		}
+		if err := f.doc.Components.Schemas["Error"].Value.VisitJSON(v); err != nil {
+			t.Errorf("%s %s: body is not an Error: %v", req.Method, req.URL.Path, err)
+		}
+		return
+	}
+	if r.status == http.StatusNotModified || req.Method == http.MethodHead {
+		// kin-openapi validates neither 304s nor HEAD: check the status and headers here.
+		resp := route.Operation.Responses.Status(r.status)
+		if resp == nil {
+			t.Errorf("%s %s: %d is not documented", req.Method, req.URL.RequestURI(), r.status)
+			return
+		}
+		for name, h := range resp.Value.Headers {
+			if h.Value.Required && r.header.Get(name) == "" {
+				t.Errorf("%s %s: %d lacks header %s", req.Method, req.URL.RequestURI(), r.status, name)
+			}
+		}
+		if len(r.body) != 0 {
+			t.Errorf("%s %s: %d with a body", req.Method, req.URL.RequestURI(), r.status)
+		}
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: probe, PathParams: params, Route: route},
+		Status:                 r.status,
+		Header:                 r.header,
+		Body:                   io.NopCloser(bytes.NewReader(r.body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s %s: answer %d does not conform to the document: %v\nbody: %s", req.Method, req.URL.RequestURI(), r.status, err, r.body)
+	}
+}
+
+// loadDocument loads the served document, validates it and builds a router over it.
+func (f *fixture) loadDocument(t testing.TB) {
+	t.Helper()
+	f.doc = nil
+	r := f.get(t, "/v1/openapi.json", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /v1/openapi.json: %d", r.status)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData(r.body)
+	if err != nil {
+		t.Fatalf("load the document: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("the document is not valid OpenAPI 3: %v", err)
+	}
+	router, err := legacyrouter.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.doc, f.router = doc, router
+	// The document's own answer, validated now that there is a document.
+	f.get(t, "/v1/openapi.json", nil)
+}
+
+// decode unmarshals a body, failing the test on error.
+func decode[T any](t testing.TB, r response) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %T: %v\nbody: %s", v, err, r.body)
+	}
+	return v
+}
+
+// errorOf decodes an error answer.
+type errorAnswer struct {
+	Error struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		Parameter string `json:"parameter"`
+		RequestID string `json:"request_id"`
+	} `json:"error"`
+	Freshness *query.Freshness `json:"freshness"`
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// syncBuffer collects the server's log lines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// assertNoPersonalData fails if the server logged any of the fixture's clear
+// personal data, or the query string of a phone search.
+func (f *fixture) assertNoPersonalData(t testing.TB) {
+	t.Helper()
+	logs := f.logs.String()
+	for _, s := range []string{aliceName, alicePhone, "13800138000", aliceIDNumber, aliceAddress, bobPhone, erasedPhone, "李娜", "phone="} {
+		if strings.Contains(logs, s) {
+			t.Errorf("the server logged personal data %q", s)
+		}
+	}
+}

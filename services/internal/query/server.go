@@ -1,0 +1,366 @@
+package query
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/projections"
+)
+
+// Server is the query API.
+type Server struct {
+	cfg      Config
+	db       projections.Querier
+	keys     events.KeySource
+	viewer   ViewerFunc
+	types    map[string]bool // event types a timeline may filter on
+	tiers    map[string]bool // nil: any tier token
+	log      *slog.Logger
+	m        *metrics
+	listener net.Listener
+	handler  http.Handler
+}
+
+// New returns a query server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.setDefaults()
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if deps.DB == nil {
+		errs = append(errs, errors.New("query: Deps.DB: required"))
+	}
+	if deps.Keys == nil {
+		errs = append(errs, errors.New("query: Deps.Keys: required (personal fields cannot be opened without a key source)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	cat := deps.Catalog
+	if cat == nil {
+		var err error
+		if cat, err = events.DefaultCatalog(); err != nil {
+			return nil, fmt.Errorf("query: event catalog: %w", err)
+		}
+	}
+	m, err := newMetrics(deps.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, db: deps.DB, keys: deps.Keys, viewer: deps.Viewer, log: deps.Log, m: m,
+		listener: deps.Listener, types: map[string]bool{}}
+	if s.viewer == nil {
+		s.viewer = MaskedForEveryone
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, t := range cat.Types() {
+		s.types[t] = true
+	}
+	if len(cfg.Tiers) > 0 {
+		s.tiers = map[string]bool{}
+		for _, t := range cfg.Tiers {
+			s.tiers[t] = true
+		}
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the API's routes, for tests and for embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/customers/{id}", s.endpoint("customer", true, s.getCustomer))
+	mux.Handle("GET /v1/customers/{id}/timeline", s.endpoint("timeline", true, s.getTimeline))
+	mux.Handle("GET /v1/customers", s.endpoint("search", true, s.searchCustomers))
+	mux.Handle("GET /v1/openapi.json", s.endpoint("openapi", false, s.getOpenAPI))
+	mux.Handle("/", s.endpoint("unmatched", false, unmatched(mux)))
+	return mux
+}
+
+// Run serves until ctx is cancelled, then stops accepting, lets the requests in
+// progress finish within ShutdownTimeout and returns nil.
+func (s *Server) Run(ctx context.Context) error {
+	ln := s.listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
+			return fmt.Errorf("query: listen %s: %w", s.cfg.Addr, err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	s.log.Info("query API serving", "addr", ln.Addr().String(),
+		"customer360", s.cfg.Customer360Target, "timeline", s.cfg.TimelineTarget)
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("query: serve: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("requests still in progress at the shutdown deadline", "error", err)
+		_ = srv.Close()
+	}
+	s.log.Info("query API stopped")
+	return nil
+}
+
+// call is one request being answered.
+type call struct {
+	r        *http.Request
+	ctx      context.Context
+	reqID    string
+	viewer   Viewer
+	customer string // the customer concerned, for the log; set once validated
+}
+
+// reply is a successful answer: a JSON body (or raw bytes) and its freshness.
+type reply struct {
+	body        any
+	raw         []byte // served as is, with contentType
+	contentType string
+	fresh       *Freshness
+}
+
+type endpointFunc func(c *call) (*reply, error)
+
+// apiError is a deliberate error answer: its code and message reach the client.
+type apiError struct {
+	status  int
+	code    string
+	message string
+	param   string
+	fresh   *Freshness
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
+
+func badParam(name, message string) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: codeInvalidParameter, param: name, message: message}
+}
+
+// Error codes.
+const (
+	codeInvalidParameter = "invalid_parameter"
+	codeMissingFilter    = "missing_filter"
+	codeNotFound         = "not_found"
+	codeMethodNotAllowed = "method_not_allowed"
+	codeUnauthenticated  = "unauthenticated"
+	codeUnavailable      = "unavailable"
+	codeInternal         = "internal"
+)
+
+// errorBody is every error's JSON body.
+type errorBody struct {
+	Error     errorDetail `json:"error"`
+	Freshness *Freshness  `json:"freshness,omitempty"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Parameter string `json:"parameter,omitempty"`
+	RequestID string `json:"request_id"`
+}
+
+// endpoint wraps an endpoint with what every request gets: a request id, the viewer,
+// a time bound, error mapping, panic recovery, metrics and one log line.
+func (s *Server) endpoint(route string, needsViewer bool, fn endpointFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		c := &call{r: r, reqID: requestID(r.Header.Get("X-Request-Id"))}
+		w.Header().Set("X-Request-Id", c.reqID)
+		status := 0
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic serving request", "request_id", c.reqID, "route", route, "panic", fmt.Sprint(p))
+				status = s.writeError(w, c, internalError())
+			}
+			s.m.observe(route, status, time.Since(start))
+			s.log.Info("http request", "request_id", c.reqID, "route", route, "method", r.Method, "status", status,
+				"customer_id", c.customer, "viewer", c.viewer.ID, "access", string(c.viewer.level()),
+				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+		}()
+		status = s.serve(w, c, route, needsViewer, fn)
+	})
+}
+
+func (s *Server) serve(w http.ResponseWriter, c *call, route string, needsViewer bool, fn endpointFunc) int {
+	ctx, cancel := context.WithTimeout(c.r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	c.ctx = ctx
+	if needsViewer {
+		v, err := s.viewer(c.r)
+		if err != nil {
+			if errors.Is(err, ErrUnauthenticated) {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+				return s.writeError(w, c, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
+					message: "the request does not say who it comes from, or says it wrongly"})
+			}
+			s.log.Error("deciding the viewer failed", "request_id", c.reqID, "route", route, "error", err)
+			return s.writeError(w, c, internalError())
+		}
+		c.viewer = v
+	}
+	rep, err := fn(c)
+	if err != nil {
+		return s.fail(w, c, route, err)
+	}
+	return s.writeReply(w, c, rep)
+}
+
+// fail answers an error: deliberate ones as they are, the key service or the
+// database out of time as 503, anything else as a logged 500 with a generic message.
+func (s *Server) fail(w http.ResponseWriter, c *call, route string, err error) int {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		if ae.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", "GET, HEAD")
+		}
+		return s.writeError(w, c, ae)
+	case c.r.Context().Err() != nil:
+		// The client went away: nobody reads the answer. 499, as proxies record it.
+		return 499
+	case errors.Is(err, errKeysUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.log.Warn("request could not be answered in time", "request_id", c.reqID, "route", route,
+			"customer_id", c.customer, "error", err)
+		w.Header().Set("Retry-After", "1")
+		return s.writeError(w, c, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+			message: "temporarily unavailable; retry shortly and quote the request id if it persists"})
+	default:
+		s.log.Error("request failed", "request_id", c.reqID, "route", route, "customer_id", c.customer, "error", err)
+		return s.writeError(w, c, internalError())
+	}
+}
+
+func internalError() *apiError {
+	return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error; quote the request id"}
+}
+
+func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) int {
+	body, err := json.Marshal(errorBody{
+		Error:     errorDetail{Code: e.code, Message: e.message, Parameter: e.param, RequestID: c.reqID},
+		Freshness: e.fresh,
+	})
+	if err != nil { // cannot happen: plain strings and numbers
+		body = []byte(`{"error":{"code":"internal","message":"internal error","request_id":""}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if e.fresh != nil {
+		e.fresh.setHeaders(h)
+	}
+	w.WriteHeader(e.status)
+	_, _ = w.Write(append(body, '\n'))
+	return e.status
+}
+
+// writeReply answers 200 with the body and its strong ETag, or 304 when the client
+// already holds that exact body.
+func (s *Server) writeReply(w http.ResponseWriter, c *call, rep *reply) int {
+	body, ct := rep.raw, rep.contentType
+	if body == nil {
+		b, err := json.Marshal(rep.body)
+		if err != nil {
+			s.log.Error("encoding the answer failed", "request_id", c.reqID, "error", err)
+			return s.writeError(w, c, internalError())
+		}
+		body, ct = append(b, '\n'), "application/json; charset=utf-8"
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "no-cache, private")
+	h.Set("Vary", "Authorization")
+	if rep.fresh != nil {
+		rep.fresh.setHeaders(h)
+	}
+	if noneMatch(c.r.Header.Values("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return http.StatusNotModified
+	}
+	h.Set("Content-Type", ct)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return http.StatusOK
+}
+
+// noneMatch reports whether an If-None-Match header lists etag (weak comparison, as
+// RFC 9110 prescribes for If-None-Match) or is "*".
+func noneMatch(headers []string, etag string) bool {
+	for _, h := range headers {
+		for _, t := range strings.Split(h, ",") {
+			t = strings.TrimSpace(t)
+			if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var saneRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// requestID keeps a client's request id when it is sane, or mints one.
+func requestID(given string) string {
+	if saneRequestID.MatchString(given) {
+		return given
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// unmatched answers requests no route takes: 405 for another method on a known path,
+// 404 otherwise, both as JSON errors.
+func unmatched(mux *http.ServeMux) endpointFunc {
+	return func(c *call) (*reply, error) {
+		if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
+			probe := c.r.Clone(c.ctx)
+			probe.Method = http.MethodGet
+			if _, pattern := mux.Handler(probe); pattern != "/" {
+				return nil, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
+					message: "only GET and HEAD are served"}
+			}
+		}
+		return nil, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such resource; see /v1/openapi.json"}
+	}
+}
