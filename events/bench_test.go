@@ -49,9 +49,9 @@ func rechargeBatch(n int) []*events.Event {
 	rng := rand.New(rand.NewPCG(1, 2))
 	out := make([]*events.Event, n)
 	for i := range out {
-		out[i] = benchEvent(rng, rng.IntN(100_000), testNow.Add(-time.Duration(n-i)*time.Second), events.RechargeCompleted{
-			RechargeID: "R-" + benchDigits(rng, 12), Amount: events.CNY(int64(1000 * (1 + rng.IntN(20)))), Method: "wechat_pay",
-		})
+		c, at, id := rng.IntN(100_000), testNow.Add(-time.Duration(n-i)*time.Second), "R-"+benchDigits(rng, 12)
+		amount := events.CNY(int64(1000 * (1 + rng.IntN(20))))
+		out[i] = benchEvent(rng, c, at, events.RechargeCompleted{RechargeID: id, Amount: amount, Credited: amount, Method: "wechat_pay"})
 	}
 	return out
 }
@@ -75,7 +75,7 @@ func personalBatch(n int) []*events.Event {
 		case r < 5:
 			p = events.CustomerUpdated{Phone: events.Clear("+8613" + benchDigits(rng, 9))}
 		default:
-			p = events.RechargeCompleted{RechargeID: "R-" + benchDigits(rng, 12), Amount: events.CNY(5000), Method: "cash"}
+			p = events.RechargeCompleted{RechargeID: "R-" + benchDigits(rng, 12), Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "cash"}
 		}
 		out[i] = benchEvent(rng, c, at, p)
 	}

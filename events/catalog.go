@@ -58,6 +58,14 @@ func LoadCatalog() (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	return CompileCatalog(all, common)
+}
+
+// CompileCatalog compiles a given set of schemas and shared definitions, such as the
+// embedded ones with a proposed change (schemas.FromJSON): the compatibility test
+// checks a changed schema against the events already in the log this way.
+func CompileCatalog(all []schemas.Schema, common []schemas.Resource) (*Catalog, error) {
+	var err error
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat()

@@ -60,6 +60,28 @@
 // personal fields for a caller allowed to see them; a field whose key was erased comes
 // back null with ErrErased.
 //
+// # Versions and upcasting
+//
+// A type's major version travels in the dataschema, never in its type. The doors
+// accept every version in the catalog; NewEvent writes the version of the Go type it
+// is given, the current one by default (RechargeCompleted is recharge.completed v2;
+// RechargeCompletedV1 remains for producers not yet moved). The log keeps every event
+// as written, so CheckStored accepts each stored version against its own stored form.
+//
+// Consumers read every version as the current one: Decode upcasts an older payload
+// before decoding it, through the registry of upcasters (upcast.go), one JSON-to-JSON
+// step per version (v1 to v2, v2 to v3...), so that only the current version needs a
+// Go type in consumers' hands. An upcaster must leave personal values where they are
+// (a sealed value is bound to its JSON pointer). UpcastEvent does the same for a whole
+// envelope, for tools that show history in today's shape. A payload an upcaster cannot
+// read is an ErrInvalid error, parked like any other.
+//
+// A published schema only widens in place; a narrowing (a new required field, a
+// removed one, a narrower value) is a new major version with an upcaster that lists
+// the differences it resolves. The compatibility test (compat_test.go) enforces it on
+// the schemas, on every example and on a frozen corpus of stored events under
+// testdata (docs/adr/0014).
+//
 // The package depends on nats.go and the schemas module only: no database driver, no
 // NATS server (a test enforces it).
 package events

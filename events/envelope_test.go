@@ -248,7 +248,8 @@ func TestDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &events.RechargeCompleted{RechargeID: "R-2026-000123", Amount: events.CNY(5000), Method: "wechat_pay"}
+	// A v1 event: Decode upcasts it to the current Go type, crediting what was paid.
+	want := &events.RechargeCompleted{RechargeID: "R-2026-000123", Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "wechat_pay"}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Errorf("decoded (-want +got):\n%s", diff)
 	}

@@ -38,9 +38,11 @@ func ExamplePublisher() {
 	defer p.Close()
 
 	ev, err := events.NewEvent("C-1001", time.Now(), events.RechargeCompleted{
-		RechargeID: "R-2026-000123",
-		Amount:     events.CNY(5000), // 50 yuan
-		Method:     "wechat_pay",
+		RechargeID:  "R-2026-000123",
+		Amount:      events.CNY(5000), // 50 yuan paid
+		Credited:    events.CNY(6000), // 60 yuan on the balance: a bonus promotion
+		Method:      "wechat_pay",
+		PromotionID: "PROMO-50-GET-60",
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -28,13 +28,15 @@ func DecodeData(e *Event, v any) error {
 	return nil
 }
 
-// Decode decodes an event's payload into the Go type of its dataschema's type and major
-// version (see NewPayload), refusing unknown fields. It works on both forms: personal
-// fields read from the log hold their sealed value. Decode checks the shape of the
-// payload, not the schema's constraints: validate first (Validator.CheckInput or
+// Decode decodes an event's payload into the Go type of the current version of its
+// type, refusing unknown fields: a payload of an older major version is first upcast
+// (see Upcast), so a v1 recharge.completed decodes into RechargeCompleted (v2) and
+// code written for the current version replays the whole log. It works on both forms:
+// personal fields read from the log hold their sealed value. Decode checks the shape of
+// the payload, not the schema's constraints: validate first (Validator.CheckInput or
 // CheckStored). An event whose type and version have no Go type is refused with an
-// error matching ErrUnknownType; a payload that does not fit the type, with one
-// matching ErrInvalid.
+// error matching ErrUnknownType; a payload that does not fit the type, or that cannot
+// be upcast, with one matching ErrInvalid.
 func Decode(e *Event) (Payload, error) {
 	t, major, ok := schemas.ParseURI(e.DataSchema)
 	var errs FieldErrors
@@ -47,13 +49,20 @@ func Decode(e *Event) (Payload, error) {
 	if err := errs.err(); err != nil {
 		return nil, fmt.Errorf("decode event %s: %w", e.ID, err)
 	}
+	data := e.Data
+	if _, ok := upcasterFrom(t, major); ok {
+		var err error
+		if data, major, err = Upcast(t, major, e.Data); err != nil {
+			return nil, fmt.Errorf("decode event %s: %w", e.ID, err)
+		}
+	}
 	p, ok := NewPayload(t, major)
 	if !ok {
 		errs.addKind(ErrUnknownType, "/dataschema", fmt.Sprintf("no Go type for %s v%d", t, major))
 		return nil, fmt.Errorf("decode event %s: %w", e.ID, errs)
 	}
-	if err := DecodeData(e, p); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if err := strictUnmarshal(data, p); err != nil {
+		return nil, fmt.Errorf("%w: decode %s data of event %s: %w", ErrInvalid, e.Type, e.ID, err)
 	}
 	return p, nil
 }

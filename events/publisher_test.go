@@ -266,11 +266,16 @@ func TestPublishReconnect(t *testing.T) {
 	}
 	defer p.Close()
 	evs := rechargeBatch(3)
+	restarted := make(chan struct{})
 	go func() {
+		defer close(restarted)
 		if _, err := sub.NextMsg(5 * time.Second); err == nil {
 			ns.Restart(t)
 		}
 	}()
+	// The server must be up again before the test ends: its cleanup (and the removal
+	// of its store directory) may not race a server still starting.
+	defer func() { <-restarted }()
 	start := time.Now()
 	for _, r := range p.PublishBatch(ctx, evs) {
 		if !errors.Is(r.Err, events.ErrAckUnknown) {

@@ -28,6 +28,7 @@ const (
 	TypeSubscriptionTerminated = "subscription.terminated"
 	TypeEventRetracted         = "event.retracted"
 	TypeClockTicked            = "clock.ticked"
+	TypeDeadLetterDiscarded    = "deadletter.discarded"
 )
 
 // Money is an amount in integer fen (1/100 yuan) with an ISO 4217 currency code.
@@ -131,8 +132,25 @@ type CallCompleted struct {
 func (CallCompleted) EventType() string { return TypeCallCompleted }
 func (CallCompleted) SchemaMajor() int  { return 1 }
 
-// RechargeCompleted: a prepaid top-up succeeded. recharge.completed v1.
+// RechargeCompleted: a prepaid top-up succeeded. recharge.completed v2, the current
+// version: Decode returns it for v1 events too, upcast (Credited = Amount).
 type RechargeCompleted struct {
+	RechargeID  string `json:"recharge_id"`
+	Amount      Money  `json:"amount"`   // what the customer paid: the revenue
+	Credited    Money  `json:"credited"` // added to the balance: face value plus any bonus
+	Method      string `json:"method"`   // cash, bank_card, wechat_pay, alipay, unionpay, voucher, auto_debit
+	PromotionID string `json:"promotion_id,omitempty"`
+	StoreID     string `json:"store_id,omitempty"`
+	StaffID     string `json:"staff_id,omitempty"`
+}
+
+func (RechargeCompleted) EventType() string { return TypeRechargeCompleted }
+func (RechargeCompleted) SchemaMajor() int  { return 2 }
+
+// RechargeCompletedV1 is recharge.completed v1, kept for producers not yet moved to v2
+// (the doors accept both) and for the door's strict decode of v1 input. Consumers never
+// see it: Decode upcasts v1 payloads to RechargeCompleted.
+type RechargeCompletedV1 struct {
 	RechargeID string `json:"recharge_id"`
 	Amount     Money  `json:"amount"`
 	Method     string `json:"method"`
@@ -140,8 +158,8 @@ type RechargeCompleted struct {
 	StaffID    string `json:"staff_id,omitempty"`
 }
 
-func (RechargeCompleted) EventType() string { return TypeRechargeCompleted }
-func (RechargeCompleted) SchemaMajor() int  { return 1 }
+func (RechargeCompletedV1) EventType() string { return TypeRechargeCompleted }
+func (RechargeCompletedV1) SchemaMajor() int  { return 1 }
 
 // RechargeReversed: a recharge was reversed in full or in part. recharge.reversed v1.
 type RechargeReversed struct {
@@ -342,9 +360,36 @@ type ClockTicked struct {
 func (ClockTicked) EventType() string { return TypeClockTicked }
 func (ClockTicked) SchemaMajor() int  { return 1 }
 
+// DeadLetterDiscarded: an operator discarded an event a projection target had parked.
+// deadletter.discarded v1; published only by the ops tools. Its subject is the parked
+// event's customer; it changes no aggregate and carries no personal data.
+type DeadLetterDiscarded struct {
+	Target   string   `json:"target"` // projection target, e.g. customer360_v1
+	Stream   string   `json:"stream"`
+	Seq      uint64   `json:"seq"`
+	Event    EventRef `json:"event"`                // the parked event
+	Type     string   `json:"event_type,omitempty"` // the parked event's type, as read from its envelope
+	Reason   string   `json:"reason"`               // 1-256 characters, no personal data
+	Operator string   `json:"operator"`             // operator account id
+}
+
+func (DeadLetterDiscarded) EventType() string { return TypeDeadLetterDiscarded }
+func (DeadLetterDiscarded) SchemaMajor() int  { return 1 }
+
 // NewPayload returns a zero payload of the Go type for an event type and major version,
-// as a pointer ready to decode into.
+// as a pointer ready to decode into. Older versions of an evolved type keep their Go
+// type (RechargeCompletedV1) for the door's strict decode; consumers decode with Decode,
+// which upcasts to the current version.
 func NewPayload(eventType string, major int) (Payload, bool) {
+	if eventType == TypeRechargeCompleted {
+		switch major {
+		case 1:
+			return &RechargeCompletedV1{}, true
+		case 2:
+			return &RechargeCompleted{}, true
+		}
+		return nil, false
+	}
 	if major != 1 {
 		return nil, false
 	}
@@ -359,8 +404,6 @@ func NewPayload(eventType string, major int) (Payload, bool) {
 		return &StoreVisited{}, true
 	case TypeCallCompleted:
 		return &CallCompleted{}, true
-	case TypeRechargeCompleted:
-		return &RechargeCompleted{}, true
 	case TypeRechargeReversed:
 		return &RechargeReversed{}, true
 	case TypeBillIssued:
@@ -395,6 +438,8 @@ func NewPayload(eventType string, major int) (Payload, bool) {
 		return &EventRetracted{}, true
 	case TypeClockTicked:
 		return &ClockTicked{}, true
+	case TypeDeadLetterDiscarded:
+		return &DeadLetterDiscarded{}, true
 	}
 	return nil, false
 }

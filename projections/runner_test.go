@@ -124,7 +124,7 @@ func (e *env) publish(t *testing.T, n, customers int) map[string]int64 {
 	var evs []*events.Event
 	for i := 0; i < n; i++ {
 		c := fmt.Sprintf("C%05d", i%customers)
-		ev, err := events.NewEvent(c, time.Now(), events.RechargeCompleted{RechargeID: fmt.Sprintf("R%d", i), Amount: events.CNY(5000), Method: "cash"})
+		ev, err := events.NewEvent(c, time.Now(), events.RechargeCompleted{RechargeID: fmt.Sprintf("R%d", i), Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "cash"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,13 @@
 // hand), in which every personal property is a sealed value. Consumers validate the
 // stored form.
 //
+// Schemas evolve without breaking the log (docs/adr/0014): a published version only
+// ever widens (a new optional property, a new enum value, a looser bound); anything
+// else (a new required property, a removed or renamed one, a narrower value) is a new
+// major version, a new file beside the old one, which stays forever because the log
+// keeps its events. The events module upcasts each older version to the newest on
+// decode, and its compatibility test holds every version to these rules.
+//
 // The package has no dependencies beyond the standard library so that every module,
 // including the publisher SDK, can import it.
 package schemas
@@ -187,18 +194,41 @@ func load(eventType, file string) (Schema, error) {
 	if err != nil {
 		return Schema{}, err
 	}
+	s, err := parse(eventType, major, b)
+	if err != nil {
+		return Schema{}, fmt.Errorf("schemas: %s: %w", file, err)
+	}
+	return s, nil
+}
+
+// FromJSON builds a Schema from the input form of a type at a major version, as the
+// catalog does for its embedded files: it checks the $id and the scope and derives the
+// stored form. Tools and tests use it to check a proposed schema before it is embedded
+// (the compatibility test of the events module compiles changed schemas with it).
+func FromJSON(eventType string, major int, input []byte) (Schema, error) {
+	if !typeName.MatchString(eventType) || major < 1 {
+		return Schema{}, fmt.Errorf("schemas: %q v%d: not an event type and major version", eventType, major)
+	}
+	s, err := parse(eventType, major, input)
+	if err != nil {
+		return Schema{}, fmt.Errorf("schemas: %s v%d: %w", eventType, major, err)
+	}
+	return s, nil
+}
+
+func parse(eventType string, major int, b []byte) (Schema, error) {
 	s := Schema{Type: eventType, Major: major, URI: URI(eventType, major), Input: b}
 	id, scope, err := schemaHead(b)
 	if err != nil {
-		return Schema{}, fmt.Errorf("schemas: %s: %w", file, err)
+		return Schema{}, err
 	}
 	s.Scope = scope
 	if id != s.URI {
-		return Schema{}, fmt.Errorf("schemas: %s: $id is %q, want %q", file, id, s.URI)
+		return Schema{}, fmt.Errorf("$id is %q, want %q", id, s.URI)
 	}
 	s.Stored, s.Personal, err = storedForm(b, s.StoredURI())
 	if err != nil {
-		return Schema{}, fmt.Errorf("schemas: %s: %w", file, err)
+		return Schema{}, err
 	}
 	return s, nil
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -12,7 +13,7 @@ import (
 // The schemas module has no dependencies, not even for its tests: comparisons use the
 // standard library (the events module's tests use go-cmp).
 
-// catalogTypes is the v1 event catalog. A type added without being listed here, or
+// catalogTypes is the event catalog. A type added without being listed here, or
 // listed without its directory, fails TestCatalogComplete.
 var catalogTypes = []string{
 	"bill.adjusted",
@@ -24,6 +25,7 @@ var catalogTypes = []string{
 	"complaint.resolved",
 	"customer.registered",
 	"customer.updated",
+	"deadletter.discarded",
 	"device.changed",
 	"event.retracted",
 	"network.incident",
@@ -46,8 +48,15 @@ func TestCatalogComplete(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
+	majors := map[string]int{}
 	for _, s := range all {
-		got = append(got, s.Type)
+		if !slices.Contains(got, s.Type) {
+			got = append(got, s.Type)
+		}
+		// Versions are v1, v2, ... without gaps: an upcaster goes from each to the next.
+		if majors[s.Type]++; s.Major != majors[s.Type] {
+			t.Errorf("%s: found v%d where v%d was expected: versions start at 1 and leave no gap", s.Type, s.Major, majors[s.Type])
+		}
 	}
 	if !slices.Equal(got, catalogTypes) {
 		t.Fatalf("types in the catalog:\n got %v\nwant %v", got, catalogTypes)
@@ -69,10 +78,8 @@ func TestSchemaFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range all {
-		t.Run(s.Type+"/v1", func(t *testing.T) {
-			if s.Major != 1 {
-				t.Fatalf("major %d, the catalog is v1 only", s.Major)
-			}
+		version := "v" + strconv.Itoa(s.Major)
+		t.Run(s.Type+"/"+version, func(t *testing.T) {
 			if toks := strings.Split(s.Type, "."); len(toks) != 2 {
 				t.Errorf("type %q has %d tokens, want noun.verb", s.Type, len(toks))
 			}
@@ -91,10 +98,10 @@ func TestSchemaFiles(t *testing.T) {
 			if want := "https://json-schema.org/draft/2020-12/schema"; head.Schema != want {
 				t.Errorf("$schema %q, want %q", head.Schema, want)
 			}
-			if want := "https://touchstream.dev/schemas/" + s.Type + "/v1"; head.ID != want || s.URI != want {
+			if want := "https://touchstream.dev/schemas/" + s.Type + "/" + version; head.ID != want || s.URI != want {
 				t.Errorf("$id %q, URI %q, want %q", head.ID, s.URI, want)
 			}
-			if want := s.Type + " v1"; head.Title != want {
+			if want := s.Type + " " + version; head.Title != want {
 				t.Errorf("title %q, want %q", head.Title, want)
 			}
 			if !strings.Contains(head.Description, "Published") {
@@ -184,7 +191,7 @@ func TestStoredForm(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range all {
-		t.Run(s.Type+"/v1", func(t *testing.T) {
+		t.Run(s.Type+"/v"+strconv.Itoa(s.Major), func(t *testing.T) {
 			input := decode(t, s.Input)
 			stored := decode(t, s.Stored)
 

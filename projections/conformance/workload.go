@@ -75,7 +75,8 @@ func NewWorkload(seed uint64, customers, n, partitions int, start time.Time) *Wo
 		var e *events.Event
 		switch k := rng.IntN(20); {
 		case k < 5:
-			e = add(c, events.RechargeCompleted{RechargeID: id(), Amount: events.CNY(int64([]int{3000, 5000, 10000, 20000}[rng.IntN(4)])), Method: "wechat_pay"})
+			rid, paid := id(), events.CNY(int64([]int{3000, 5000, 10000, 20000}[rng.IntN(4)]))
+			e = add(c, events.RechargeCompleted{RechargeID: rid, Amount: paid, Credited: paid, Method: "wechat_pay"})
 		case k < 6:
 			e = add(c, events.BillIssued{BillID: id(), Period: at.Format("2006-01"), Amount: events.CNY(int64(rng.IntN(30000))), DueDate: at.AddDate(0, 0, 20).Format("2006-01-02")})
 		case k < 7:

@@ -92,7 +92,7 @@ func TestTierDecaysWithClockTicksWhileTheCustomerIsSilent(t *testing.T) {
 	shanghai := time.FixedZone("CST", 8*3600)
 	f.at = time.Date(2026, 1, 10, 9, 0, 0, 0, shanghai)
 	f.publish("C1", register("+8613800004444"))
-	f.publish("C1", events.RechargeCompleted{RechargeID: "R1", Amount: events.CNY(200000), Method: "cash"})
+	f.publish("C1", events.RechargeCompleted{RechargeID: "R1", Amount: events.CNY(200000), Credited: events.CNY(200000), Method: "cash"})
 	if p := f.fold(1000); p.Tier != "platinum" || p.MonthlyAverageFen != 66666 {
 		t.Fatalf("after a 2000 CNY recharge: tier %s, monthly average %d; want platinum, 66666", p.Tier, p.MonthlyAverageFen)
 	}
@@ -123,13 +123,13 @@ func TestRetractedEventsCountInNoAggregate(t *testing.T) {
 		t.Run("", func(t *testing.T) {
 			f := newFixture(t)
 			f.publish("C1", register("+8613800001111"))
-			f.publish("C1", events.RechargeCompleted{RechargeID: "R1", Amount: events.CNY(5000), Method: "cash"})
-			wrong := f.publish("C1", events.RechargeCompleted{RechargeID: "R2", Amount: events.CNY(900000), Method: "cash"})
+			f.publish("C1", events.RechargeCompleted{RechargeID: "R1", Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "cash"})
+			wrong := f.publish("C1", events.RechargeCompleted{RechargeID: "R2", Amount: events.CNY(900000), Credited: events.CNY(900000), Method: "cash"})
 			f.publish("C1", events.SurveyAnswered{SurveyID: "S1", Kind: "nps", Score: 9})
 			badSurvey := f.publish("C1", events.SurveyAnswered{SurveyID: "S2", Kind: "nps", Score: 0})
 			f.publish("C1", events.EventRetracted{Target: wrong.Ref(), Reason: "keyed twice"})
 			f.publish("C1", events.EventRetracted{Target: badSurvey.Ref(), Reason: "wrong customer"})
-			f.publish("C1", events.RechargeCompleted{RechargeID: "R3", Amount: events.CNY(3000), Method: "cash"})
+			f.publish("C1", events.RechargeCompleted{RechargeID: "R3", Amount: events.CNY(3000), Credited: events.CNY(3000), Method: "cash"})
 			p := f.fold(batch)
 			if p.LifetimeSpendFen != 8000 {
 				t.Errorf("lifetime spend %d fen, want 8000 (the retracted recharge must not count)", p.LifetimeSpendFen)

@@ -188,8 +188,9 @@ func (g *generator) update(customer string, at time.Time) *events.Event {
 }
 
 func (g *generator) recharge(customer string, at time.Time) *events.Event {
+	id, paid := "R-"+g.digits(12), events.CNY(int64(1000*(1+g.rng.IntN(20))))
 	return g.event(srcRecharge, customer, at, events.RechargeCompleted{
-		RechargeID: "R-" + g.digits(12), Amount: events.CNY(int64(1000 * (1 + g.rng.IntN(20)))), Method: g.pick(methods),
+		RechargeID: id, Amount: paid, Credited: paid, Method: g.pick(methods),
 	})
 }
 

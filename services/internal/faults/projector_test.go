@@ -109,7 +109,7 @@ func (c *cluster) publish(n, customers, offset int) map[string]int64 {
 	now := time.Now()
 	for i := offset; i < offset+n; i++ {
 		cust := fmt.Sprintf("F%06d", i%customers)
-		var p events.Payload = events.RechargeCompleted{RechargeID: "R" + strconv.Itoa(i), Amount: events.CNY(5000), Method: "cash"}
+		var p events.Payload = events.RechargeCompleted{RechargeID: "R" + strconv.Itoa(i), Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "cash"}
 		if i%3 == 0 {
 			p = events.CallCompleted{CallID: "CL" + strconv.Itoa(i), Direction: "inbound", Queue: "care", WaitSeconds: 12,
 				HandlingSeconds: 200, Answered: true, Outcome: "resolved"}

@@ -205,7 +205,7 @@ func (f *fixture) dataSet(t testing.TB) []*events.Event {
 	for i := range aliceRecharges {
 		// Pairs of recharges share an event time, so paging must break ties by sequence.
 		at := t0.Add(time.Duration(1+i/2) * time.Hour)
-		add(alice, srcRecharge, at, events.RechargeCompleted{RechargeID: fmt.Sprintf("R-A-%02d", i), Amount: events.CNY(5000), Method: "wechat_pay"})
+		add(alice, srcRecharge, at, events.RechargeCompleted{RechargeID: fmt.Sprintf("R-A-%02d", i), Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "wechat_pay"})
 	}
 	for i := range aliceVisits {
 		at := t0.Add(time.Duration(30+i) * time.Hour)
@@ -215,7 +215,7 @@ func (f *fixture) dataSet(t testing.TB) []*events.Event {
 		PromisedBy: t0.Add(74 * time.Hour), Description: events.Clear("信号很差，张伟投诉")})
 
 	register(bob, "李娜", bobPhone, "CN-BJ-CY", "youth", t0)
-	add(bob, srcRecharge, t0.Add(time.Hour), events.RechargeCompleted{RechargeID: "R-B-1", Amount: events.CNY(60000), Method: "alipay"})
+	add(bob, srcRecharge, t0.Add(time.Hour), events.RechargeCompleted{RechargeID: "R-B-1", Amount: events.CNY(60000), Credited: events.CNY(60000), Method: "alipay"})
 
 	register(erased, "王芳", erasedPhone, "CN-SH-PD", "senior", t0)
 

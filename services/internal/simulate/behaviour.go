@@ -318,7 +318,8 @@ func (g *Generator) recharge(c *customer, at time.Time) {
 	if !ok {
 		return
 	}
-	pl := &events.RechargeCompleted{RechargeID: g.ref("RC", c), Amount: events.CNY(int64(amount) * 100), Method: g.rechargeM.pick(r)}
+	paid := events.CNY(int64(amount) * 100)
+	pl := &events.RechargeCompleted{RechargeID: g.ref("RC", c), Amount: paid, Credited: paid, Method: g.rechargeM.pick(r)}
 	switch ch {
 	case storeChannel:
 		store, staff, end := g.visit(c, at, "payment", "")
