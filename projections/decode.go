@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -50,7 +49,9 @@ func (d *Decoder) Decode(stream, subject string, seq uint64, storedAt time.Time,
 		return nil, &DecodeError{Stream: stream, Seq: seq, Partition: p, Subject: subject, Event: ev, Err: err}
 	}
 	var ev events.Event
-	if err := json.Unmarshal(data, &ev); err != nil {
+	// UnmarshalJSON directly: json.Unmarshal would scan the whole message once more to
+	// check it before handing it over, and stored events are hundreds of bytes each.
+	if err := ev.UnmarshalJSON(data); err != nil {
 		if ev.ID == "" {
 			return fail(nil, err)
 		}
