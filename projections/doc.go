@@ -27,7 +27,9 @@
 //   - Poison never blocks. An event a projection cannot apply (a PoisonError, or a
 //     batch failing MaxAttempts times with a non-transient error, which is then applied
 //     event by event in savepoints) is parked in projections.dead_letters with its error
-//     and attempts, and the partition goes on. Transient failures (database or NATS down,
+//     and attempts, by the target that refused it only (the group's other targets, the
+//     timeline among them, still apply it), and the partition goes on. A redrive
+//     recomputes the customer (Recomputer); a discard is an event in the log. Transient failures (database or NATS down,
 //     deadlocks, the customer index behind) are retried with jittered exponential backoff
 //     for as long as the runner runs, resuming from the checkpoints.
 //   - Visibility. Lag per target and partition (events and seconds behind the newest
@@ -47,6 +49,19 @@
 // decodes, folds and commits its own batches, so decoding, folding and database round
 // trips of several batches overlap. Partitions never move between workers while a
 // consumer runs, so a customer's events are still folded in order by one worker.
+//
+// # Versions, rebuilds and replays
+//
+// Each projection has one serving version, recorded in projections.serving; readers
+// (ServingCache) and the live projector follow it. Rebuild folds a new version (the
+// next customer360_vN) from the log in its own lease group while the serving one keeps
+// answering, records its progress in projections.rebuilds, resumes after an
+// interruption from its own checkpoints, and once caught up switches the pointer in one
+// fenced statement (Switch), recording per partition the sequence at which the new
+// version took over. The old version is kept until DropTarget. A replay of a range
+// (RebuildSpec.FromSeq/ToSeq) builds a version for inspection that can never serve. No
+// path re-applies events onto a version that already holds them: one customer is
+// recomputed in place from scratch (Recomputer), never patched.
 //
 // # Writing a projection
 //

@@ -297,7 +297,7 @@ func (r *Runner) heartbeat(ctx context.Context, out chan []int) {
 			r.log.Warn("lease heartbeat failed; keeping current partitions", "error", err)
 		} else if first || !slices.Equal(owned, last) {
 			first = false
-			r.log.Info("partitions assigned", "count", len(owned), "partitions", compactRanges(owned))
+			r.log.Info("partitions assigned", "count", len(owned), "partitions", FormatPartitions(owned))
 			r.m.owned.WithLabelValues(r.cfg.Group, r.cfg.Instance).Set(float64(len(owned)))
 			last = owned
 			select {
@@ -394,6 +394,7 @@ func (r *Runner) session(ctx context.Context, stream string, parts []int) error 
 type readOptions struct {
 	catchUp  bool
 	from     uint64 // first sequence to read; 0: from the checkpoints
+	to       uint64 // last sequence to read (catch-up only); 0: to the end
 	progress func(seq, pending uint64, n int)
 }
 
@@ -443,7 +444,7 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 		return fmt.Errorf("consume %s: %w", stream, err)
 	}
 	defer it.Stop()
-	r.log.Debug("consuming", "stream", stream, "partitions", compactRanges(parts), "from_seq", start+1, "catch_up", opts.catchUp)
+	r.log.Debug("consuming", "stream", stream, "partitions", FormatPartitions(parts), "from_seq", start+1, "catch_up", opts.catchUp)
 
 	// One reader fetches the stream (one consumer: the server filters once) and hands
 	// each worker the messages of its partitions; each worker decodes, folds and commits
@@ -495,7 +496,7 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 			}
 		}()
 	}
-	readErr := r.fanOut(wctx, it, stream, opts.catchUp, workerOf, inboxes)
+	readErr := r.fanOut(wctx, it, stream, opts, workerOf, inboxes)
 	for _, in := range inboxes {
 		close(in)
 	}
@@ -516,8 +517,9 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 // fanOut reads batches (the first message, then up to BatchSize × workers more within
 // Linger) and sends each worker the messages of its partitions, in stream order. In
 // catch-up mode it returns once nothing more is pending.
-func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, stream string, catchUp bool,
+func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, stream string, opts readOptions,
 	workerOf map[int]int, inboxes []chan []jetstream.Msg) error {
+	catchUp := opts.catchUp
 	limit := r.cfg.BatchSize * len(inboxes)
 	for {
 		m, err := it.Next(jetstream.NextContext(ctx))
@@ -527,6 +529,12 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 		split := make([][]jetstream.Msg, len(inboxes))
 		n, pending := 0, uint64(0)
 		add := func(m jetstream.Msg) {
+			if opts.to > 0 {
+				if md, err := m.Metadata(); err == nil && md.Sequence.Stream > opts.to {
+					pending = 0 // past the end of the range: caught up
+					return
+				}
+			}
 			n++
 			pending = pendingOf(m)
 			w := 0
@@ -619,6 +627,14 @@ func (r *Runner) CatchUp(ctx context.Context, progress func(seq, pending uint64,
 		return err
 	}
 	return r.readAll(ctx, readOptions{catchUp: true, progress: progress})
+}
+
+// CatchUpTo is CatchUp that stops at stream sequence to (0: the end of the log).
+func (r *Runner) CatchUpTo(ctx context.Context, to uint64, progress func(seq, pending uint64, n int)) error {
+	if err := r.Prepare(ctx); err != nil {
+		return err
+	}
+	return r.readAll(ctx, readOptions{catchUp: true, to: to, progress: progress})
 }
 
 // readAll reads every partition with the workers concurrently until each is caught up.
@@ -734,7 +750,7 @@ func (r *Runner) process(ctx, runCtx context.Context, st state, d *decoded) erro
 		case errors.Is(err, errFenced):
 			return err
 		case errors.As(err, &pe):
-			r.parkPoison(works, pe, attempt+1)
+			r.parkPoison(works, pe, poisonTarget(err), attempt+1)
 			continue
 		}
 		if runCtx.Err() != nil {
@@ -774,9 +790,13 @@ func (r *Runner) process(ctx, runCtx context.Context, st state, d *decoded) erro
 	return nil
 }
 
-// parkPoison moves the events named by a PoisonError out of their target's batch.
-func (r *Runner) parkPoison(works []*work, pe *PoisonError, attempts int) {
+// parkPoison moves the events named by a PoisonError out of their target's batch
+// (every target's when target is ""): the other targets of the group still apply them.
+func (r *Runner) parkPoison(works []*work, pe *PoisonError, target string, attempts int) {
 	for _, w := range works {
+		if target != "" && w.proj.Target() != target {
+			continue
+		}
 		var keep []*Envelope
 		for _, e := range w.events {
 			if slices.Contains(pe.Events, e) {
@@ -824,7 +844,7 @@ func (r *Runner) commit(ctx context.Context, works []*work, isolate bool, attemp
 			if err := w.proj.Apply(ctx, tx, b); err != nil {
 				var pe *PoisonError
 				if errors.As(err, &pe) {
-					return pe
+					return &targetPoison{target: w.proj.Target(), pe: pe}
 				}
 				return fmt.Errorf("apply %s: %w", w.proj.Target(), err)
 			}
@@ -929,8 +949,10 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + time.Duration(rand.Int64N(int64(d)/2+1))
 }
 
-// compactRanges renders partitions as "0-15,32".
-func compactRanges(ps []int) string {
+// FormatPartitions renders a set of partitions as ranges: "0-15,32".
+func FormatPartitions(ps []int) string {
+	ps = slices.Clone(ps)
+	slices.Sort(ps)
 	var b strings.Builder
 	for i := 0; i < len(ps); {
 		j := i

@@ -1,0 +1,291 @@
+package projections_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/testkit"
+)
+
+func tallySpec(e *env) projections.RebuildSpec {
+	return projections.RebuildSpec{
+		Projection: "tally",
+		New:        func(target string) (projections.Projection, error) { return &tally{target: target}, nil },
+		Config:     projections.Config{BatchSize: 200},
+	}
+}
+
+func (e *env) deps(t *testing.T) projections.Deps {
+	return projections.Deps{Pool: e.pool, JS: e.js, Layout: e.layout, Catalog: e.cat, Log: testkit.Logger(t)}
+}
+
+func schemaExists(t *testing.T, e *env, name string) bool {
+	t.Helper()
+	var ok bool
+	if err := e.pool.QueryRow(t.Context(), "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", name).Scan(&ok); err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// TestRebuildUnderLiveTraffic builds tally_v2 while tally_v1 serves and events keep
+// arriving, switches readers, and shows that the new version, continued by the live
+// side from its checkpoints, holds every event exactly once; the old one is kept until
+// dropped, and the serving version cannot be dropped.
+func TestRebuildUnderLiveTraffic(t *testing.T) {
+	e := setup(t, 4)
+	ctx := t.Context()
+	want := e.publish(t, 3000, 40)
+	if _, err := projections.EnsureServing(ctx, e.pool, map[string]string{"tally": "tally_v1"}); err != nil {
+		t.Fatal(err)
+	}
+	live := e.runner(t, projections.Config{Group: "live"}, &tally{target: "tally_v1"})
+	liveCtx, stopLive := context.WithCancel(ctx)
+	liveDone := make(chan struct{})
+	go func() { defer close(liveDone); _ = live.Run(liveCtx) }()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	// Traffic during the rebuild.
+	var extra sync.Map
+	var published atomic.Int64
+	var pubErr atomic.Value
+	go func() {
+		defer wg.Done()
+		for i := 0; liveCtx.Err() == nil && i < 20; i++ {
+			got, err := e.tryPublish(liveCtx, 100, 40)
+			if err != nil {
+				pubErr.Store(err)
+				return
+			}
+			for c, n := range got {
+				v, _ := extra.LoadOrStore(c, new(atomic.Int64))
+				v.(*atomic.Int64).Add(n)
+			}
+			published.Add(100)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+
+	cache := &projections.ServingCache{DB: e.pool, TTL: time.Nanosecond}
+	if got, _ := cache.Target(ctx, "tally", ""); got != "tally_v1" {
+		t.Fatalf("serving before the rebuild: %q", got)
+	}
+	var reports []projections.RebuildProgress
+	spec := tallySpec(e)
+	spec.Switch, spec.ProgressEvery = true, 10*time.Millisecond
+	spec.Progress = func(p projections.RebuildProgress) { reports = append(reports, p) }
+	res, err := projections.Rebuild(ctx, e.deps(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Target != "tally_v2" || res.Replaced != "tally_v1" || !res.Switched || res.Resumed {
+		t.Fatalf("result %+v, want tally_v2 replacing tally_v1, switched", res)
+	}
+	if last := reports[len(reports)-1]; !last.Done || last.Seq < 3000 || last.Read < 3000 {
+		t.Fatalf("last progress %+v, want done past seq 3000", last)
+	}
+	if got, _ := cache.Target(ctx, "tally", ""); got != "tally_v2" {
+		t.Fatalf("serving after the rebuild: %q, want tally_v2", got)
+	}
+	wg.Wait() // traffic over
+	stopLive()
+	<-liveDone
+	if err, _ := pubErr.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+
+	// The live side follows the pointer: it continues the new version.
+	follow := e.runner(t, projections.Config{Group: "live"}, &tally{target: "tally_v2"})
+	if err := follow.CatchUp(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	extra.Range(func(k, v any) bool { want[k.(string)] += v.(*atomic.Int64).Load(); return true })
+	total := 3000 + int(published.Load())
+	if diff := cmp.Diff(want, tallies(t, e.pool, "tally_v2")); diff != "" {
+		t.Fatalf("tally_v2 (-want +got):\n%s", diff)
+	}
+	exactlyOnce(t, e.pool, "tally_v2", total)
+
+	rbs, err := projections.Rebuilds(ctx, e.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rbs) != 1 || rbs[0].Status != "switched" || rbs[0].Replaces != "tally_v1" || rbs[0].Applied < 3000 {
+		t.Fatalf("rebuilds: %+v", rbs)
+	}
+	if err := projections.DropTarget(ctx, e.pool, "tally_v2"); err == nil {
+		t.Fatal("dropped the serving version")
+	}
+	if !schemaExists(t, e, "tally_v1") {
+		t.Fatal("the replaced version was not kept")
+	}
+	if err := projections.DropTarget(ctx, e.pool, "tally_v1"); err != nil {
+		t.Fatal(err)
+	}
+	if schemaExists(t, e, "tally_v1") {
+		t.Fatal("tally_v1 still there after drop")
+	}
+	cps, err := projections.LoadCheckpoints(ctx, e.pool, "tally_v1", nil)
+	if err != nil || len(cps) != 0 {
+		t.Fatalf("checkpoints of a dropped version: %v %v", cps, err)
+	}
+	// The next rebuild takes the next number, even though v1 is gone.
+	spec = tallySpec(e)
+	res, err = projections.Rebuild(ctx, e.deps(t), spec)
+	if err != nil || res.Target != "tally_v3" || res.Switched {
+		t.Fatalf("second rebuild: %+v %v, want tally_v3 built, not switched", res, err)
+	}
+	if err := projections.SwitchBuilt(ctx, e.pool, "tally_v3"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := cache.Target(ctx, "tally", ""); got != "tally_v3" {
+		t.Fatalf("serving after SwitchBuilt: %q", got)
+	}
+}
+
+// TestRebuildResumesAfterInterruption stops a rebuild part way (as a kill would: its
+// context ends) and runs it again: it resumes the same version from its checkpoints
+// and ends with every event applied exactly once.
+func TestRebuildResumesAfterInterruption(t *testing.T) {
+	e := setup(t, 4)
+	want := e.publish(t, 20_000, 100)
+	spec := tallySpec(e)
+	spec.Config.BatchSize = 100
+	spec.Config.Workers = 1
+	ctx, cancel := context.WithCancel(t.Context())
+	spec.ProgressEvery = time.Millisecond
+	spec.Progress = func(p projections.RebuildProgress) {
+		if p.Read >= 2000 {
+			cancel()
+		}
+	}
+	_, err := projections.Rebuild(ctx, e.deps(t), spec)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted rebuild: %v, want context.Canceled", err)
+	}
+	var applied int64
+	if err := e.pool.QueryRow(t.Context(), "SELECT count(*) FROM tally_v1.applied").Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
+	if applied == 0 || applied >= 20_000 {
+		t.Fatalf("%d events applied before the interruption, want part of 20000", applied)
+	}
+	rbs, _ := projections.Rebuilds(t.Context(), e.pool)
+	if len(rbs) != 1 || rbs[0].Status != "running" {
+		t.Fatalf("after the interruption: %+v, want one running rebuild", rbs)
+	}
+
+	spec.Progress = nil
+	res, err := projections.Rebuild(t.Context(), e.deps(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed || res.Target != "tally_v1" || res.Read > uint64(20_000-applied)+200 {
+		t.Fatalf("resumed rebuild: %+v (applied %d before), want tally_v1 resumed reading only the rest", res, applied)
+	}
+	if diff := cmp.Diff(want, tallies(t, e.pool, "tally_v1")); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	exactlyOnce(t, e.pool, "tally_v1", 20_000)
+}
+
+// TestReplayRange builds a version from a range of the log only, which never serves.
+func TestReplayRange(t *testing.T) {
+	e := setup(t, 4)
+	e.publish(t, 1000, 10)
+	spec := tallySpec(e)
+	spec.FromSeq, spec.ToSeq = 201, 700
+	spec.Switch = true
+	if _, err := projections.Rebuild(t.Context(), e.deps(t), spec); err == nil {
+		t.Fatal("a range replay switched readers")
+	}
+	spec.Switch = false
+	res, err := projections.Rebuild(t.Context(), e.deps(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, lo, hi int64
+	if err := e.pool.QueryRow(t.Context(), "SELECT count(*), min(seq), max(seq) FROM "+pgx.Identifier{res.Target}.Sanitize()+".applied").
+		Scan(&n, &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	if n != 500 || lo != 201 || hi != 700 {
+		t.Fatalf("replay of 201-700 applied %d events from %d to %d", n, lo, hi)
+	}
+	if err := projections.SwitchBuilt(t.Context(), e.pool, res.Target); err == nil {
+		t.Fatal("a range replay was allowed to serve")
+	}
+	// The replay's time bound: the first event stored at or after a time.
+	first, err := projections.SeqAtTime(t.Context(), e.js, e.layout.Stream(0), time.Now().Add(-time.Hour))
+	if err != nil || first != 1 {
+		t.Fatalf("SeqAtTime an hour ago: %d %v, want 1", first, err)
+	}
+	end, err := projections.SeqAtTime(t.Context(), e.js, e.layout.Stream(0), time.Now().Add(time.Hour))
+	if err != nil || end != 1001 {
+		t.Fatalf("SeqAtTime in an hour: %d %v, want 1001", end, err)
+	}
+}
+
+// tryPublish is publish for goroutines: it reports failure instead of failing the test.
+func (e *env) tryPublish(ctx context.Context, n, customers int) (map[string]int64, error) {
+	got := map[string]int64{}
+	evs := make([]*events.Event, 0, n)
+	for i := 0; i < n; i++ {
+		c := fmt.Sprintf("C%05d", i%customers)
+		ev, err := events.NewEvent(c, time.Now(), events.StoreVisited{StoreID: "S1", Purpose: "inquiry", DurationSeconds: 60 + i})
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, ev)
+		got[c]++
+	}
+	for i, r := range e.pub.PublishBatch(ctx, evs) {
+		if r.Err != nil {
+			return nil, fmt.Errorf("publish %d: %w", i, r.Err)
+		}
+	}
+	return got, nil
+}
+
+// TestRebuildPin records the rule version a rebuild is pinned to, for whoever
+// continues the version, and does not let a resume change it.
+func TestRebuildPin(t *testing.T) {
+	e := setup(t, 2)
+	e.publish(t, 300, 5)
+	spec := tallySpec(e)
+	spec.Pin = "rules-2026-10"
+	ctx, cancel := context.WithCancel(t.Context())
+	newTally := spec.New
+	spec.New = func(target string) (projections.Projection, error) {
+		cancel() // interrupted once recorded as running
+		return newTally(target)
+	}
+	if _, err := projections.Rebuild(ctx, e.deps(t), spec); err == nil {
+		t.Fatal("a cancelled rebuild succeeded")
+	}
+	spec.New = newTally
+	spec.Target, spec.Pin = "tally_v1", "rules-2027-01"
+	if _, err := projections.Rebuild(t.Context(), e.deps(t), spec); err == nil {
+		t.Fatal("resumed a rebuild under another pin")
+	}
+	spec.Pin = "rules-2026-10"
+	if _, err := projections.Rebuild(t.Context(), e.deps(t), spec); err != nil {
+		t.Fatal(err)
+	}
+	if pin, err := projections.TargetPin(t.Context(), e.pool, "tally_v1"); err != nil || pin != "rules-2026-10" {
+		t.Fatalf("pin %q %v", pin, err)
+	}
+	if pin, err := projections.TargetPin(t.Context(), e.pool, "tally_v9"); err != nil || pin != "" {
+		t.Fatalf("pin of an unknown target %q %v", pin, err)
+	}
+}
