@@ -127,6 +127,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 				return projections.Poison(e, err)
 			}
 			prof.fold(&e.Event, payload, p.opts.Tiers)
+			prof.SeqHash = AddSeq(prof.SeqHash, e.Seq)
 			prof.Seq = e.Seq
 		}
 	}
@@ -183,7 +184,8 @@ func (p *Projection) tick(ctx context.Context, tx pgx.Tx, b *projections.Batch) 
 }
 
 // Recompute folds a customer from scratch from its events (in stream order), leaving
-// out retracted events and the retractions themselves from every aggregate.
+// out retracted events and the retractions themselves from every aggregate. They still
+// count in EventsTotal and SeqHash, which cover every event of the history.
 func Recompute(customer string, partition int, history []*projections.Envelope, tiers valuetier.Config) (*Profile, error) {
 	retracted := map[events.EventRef]bool{}
 	for _, e := range history {
@@ -197,6 +199,7 @@ func Recompute(customer string, partition int, history []*projections.Envelope, 
 	}
 	prof := &Profile{CustomerID: customer, Partition: partition}
 	for _, e := range history {
+		prof.SeqHash = AddSeq(prof.SeqHash, e.Seq)
 		if e.Type == events.TypeEventRetracted || retracted[e.Ref()] {
 			prof.EventsTotal++
 			prof.Seq = e.Seq
@@ -322,6 +325,9 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, b *projections.Batch,
 		seq      = make([]int64, 0, n)
 		docs     = make([][]byte, 0, n)
 		asOf     = make([]int32, 0, n)
+		seqHash  = make([]int64, 0, n)
+		recharge = make([]int64, 0, n)
+		lifetime = make([]int64, 0, n)
 	)
 	for _, c := range order {
 		prof := profiles[c]
@@ -339,22 +345,27 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, b *projections.Batch,
 		spend3, total = append(spend3, prof.Spend3MFen), append(total, prof.EventsTotal)
 		lastTime, seq = append(lastTime, prof.LastEventTime), append(seq, int64(prof.Seq))
 		docs, asOf = append(docs, doc), append(asOf, int32(prof.AsOfMonth))
+		seqHash, recharge, lifetime = append(seqHash, prof.SeqHash), append(recharge, prof.RechargeTotalFen), append(lifetime, prof.LifetimeSpendFen)
 	}
 	b.Stage("encode", t)
 	t = time.Now()
 	defer b.Stage("upsert", t)
 	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` AS t (customer_id, partition, phone_hash, tier, lifecycle, region, segment,
-			customer_type, spend_3m_fen, events_total, last_event_time, seq, doc, as_of_month)
-		SELECT u.id, u.part, u.hash, u.tier, u.life, u.region, u.segment, u.ctype, u.spend3, u.total, u.last, u.seq, u.doc, u.asof
+			customer_type, spend_3m_fen, events_total, last_event_time, seq, doc, as_of_month,
+			seq_hash, recharge_total_fen, lifetime_spend_fen)
+		SELECT u.id, u.part, u.hash, u.tier, u.life, u.region, u.segment, u.ctype, u.spend3, u.total, u.last, u.seq, u.doc, u.asof,
+			u.seqhash, u.recharge, u.lifetime
 		FROM unnest($1::text[], $2::int[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-			$9::bigint[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::bytea[], $14::int[])
-			AS u(id, part, hash, tier, life, region, segment, ctype, spend3, total, last, seq, doc, asof)
+			$9::bigint[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::bytea[], $14::int[],
+			$15::bigint[], $16::bigint[], $17::bigint[])
+			AS u(id, part, hash, tier, life, region, segment, ctype, spend3, total, last, seq, doc, asof, seqhash, recharge, lifetime)
 		ON CONFLICT (customer_id) DO UPDATE SET
 			phone_hash = excluded.phone_hash,
 			tier = excluded.tier, lifecycle = excluded.lifecycle, region = excluded.region, segment = excluded.segment,
 			customer_type = excluded.customer_type, spend_3m_fen = excluded.spend_3m_fen, events_total = excluded.events_total,
-			last_event_time = excluded.last_event_time, seq = excluded.seq, doc = excluded.doc, as_of_month = excluded.as_of_month`,
-		ids, parts, hash, tier, life, region, segment, ctype, spend3, total, lastTime, seq, docs, asOf)
+			last_event_time = excluded.last_event_time, seq = excluded.seq, doc = excluded.doc, as_of_month = excluded.as_of_month,
+			seq_hash = excluded.seq_hash, recharge_total_fen = excluded.recharge_total_fen, lifetime_spend_fen = excluded.lifetime_spend_fen`,
+		ids, parts, hash, tier, life, region, segment, ctype, spend3, total, lastTime, seq, docs, asOf, seqHash, recharge, lifetime)
 	if err != nil {
 		return fmt.Errorf("customer360 upsert %d profiles: %w", n, err)
 	}

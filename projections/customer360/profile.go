@@ -55,9 +55,17 @@ type Profile struct {
 	Spend3MFen        int64           `json:"spend_3m_fen"`
 	MonthlyAverageFen int64           `json:"monthly_average_fen"` // over the tier window
 	Lifecycle         string          `json:"lifecycle"`
-	EventsTotal       int64           `json:"events_total"`
-	LastEventTime     time.Time       `json:"last_event_time"`
-	Seq               uint64          `json:"seq"`
+	// EventsTotal counts the customer's events the profile reflects, and SeqHash is the
+	// order-independent hash of their stream sequences (see SeqHash); retracted events
+	// and the retractions themselves are counted too: they were consumed, they just do
+	// not count in any aggregate. `verify` recomputes both from the log.
+	EventsTotal int64 `json:"events_total"`
+	SeqHash     int64 `json:"seq_hash"`
+	// RechargeTotalFen is the lifetime sum of recharge.completed minus recharge.reversed
+	// amounts, retracted events left out.
+	RechargeTotalFen int64     `json:"recharge_total_fen"`
+	LastEventTime    time.Time `json:"last_event_time"`
+	Seq              uint64    `json:"seq"`
 
 	phoneChanged bool
 }
@@ -102,6 +110,11 @@ const (
 // event: no clock, no I/O.
 func (p *Profile) fold(e *events.Event, payload events.Payload, tiers valuetier.Config) {
 	p.EventsTotal++
+	if _, ok := payload.(*events.DeadLetterDiscarded); ok {
+		// An operator's decision about another event, not a touch of the customer: it
+		// is counted as consumed (verify counts it) and changes nothing else.
+		return
+	}
 	if e.Time.After(p.LastEventTime) {
 		p.LastEventTime = e.Time
 	}
@@ -151,8 +164,10 @@ func (p *Profile) fold(e *events.Event, payload events.Payload, tiers valuetier.
 		setIf(&p.ContractEnd, d.ContractEnd)
 	case *events.RechargeCompleted:
 		p.spend(tiers, e.Time, d.Amount.Fen)
+		p.RechargeTotalFen += d.Amount.Fen
 	case *events.RechargeReversed:
 		p.spend(tiers, e.Time, -d.Amount.Fen)
+		p.RechargeTotalFen -= d.Amount.Fen
 	case *events.BillIssued:
 		p.spend(tiers, e.Time, d.Amount.Fen)
 	case *events.BillAdjusted:
@@ -239,4 +254,27 @@ func setIf(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
+}
+
+// SeqHash is the order-independent hash of a set of stream sequences: the sum, modulo
+// 2^64, of splitmix64 of each sequence, read as a signed 64-bit integer (a PostgreSQL
+// bigint). Unlike XOR, a sequence counted twice does not cancel out. A profile's
+// SeqHash covers exactly the events counted in EventsTotal.
+func SeqHash(seqs ...uint64) int64 {
+	var h uint64
+	for _, s := range seqs {
+		h += splitmix64(s)
+	}
+	return int64(h)
+}
+
+// AddSeq returns hash h with sequence seq added.
+func AddSeq(h int64, seq uint64) int64 { return int64(uint64(h) + splitmix64(seq)) }
+
+// splitmix64 is the finaliser of the SplitMix64 generator: a bijective 64-bit mix.
+func splitmix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }

@@ -155,3 +155,37 @@ func Search(ctx context.Context, q projections.Querier, target string, f Filter)
 func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
+
+// Totals are the values of a profile that verification recomputes from the log: the
+// count and sequence hash of the events it reflects, and its money totals.
+type Totals struct {
+	CustomerID       string
+	EventsTotal      int64
+	SeqHash          int64
+	RechargeTotalFen int64
+	LifetimeSpendFen int64
+}
+
+// ScanTotals calls fn with the totals of every profile of a partition, in customer id
+// order, with one query. fn's error stops the scan and is returned.
+func ScanTotals(ctx context.Context, q projections.Querier, target string, partition int, fn func(Totals) error) error {
+	rows, err := q.Query(ctx, `SELECT customer_id, events_total, seq_hash, recharge_total_fen, lifetime_spend_fen
+		FROM `+pgx.Identifier{target, "profiles"}.Sanitize()+` WHERE partition = $1 ORDER BY customer_id`, int32(partition))
+	if err != nil {
+		return fmt.Errorf("customer360 totals of partition %d: %w", partition, err)
+	}
+	defer rows.Close()
+	var t Totals
+	for rows.Next() {
+		if err := rows.Scan(&t.CustomerID, &t.EventsTotal, &t.SeqHash, &t.RechargeTotalFen, &t.LifetimeSpendFen); err != nil {
+			return fmt.Errorf("customer360 totals of partition %d: %w", partition, err)
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("customer360 totals of partition %d: %w", partition, err)
+	}
+	return nil
+}
