@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,12 +34,12 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		fs.Lookup("database-url").DefValue = benchDatabaseURL
 	}
 	var o bench.Options
-	fs.StringVar(&o.Suite, "suite", "all", "suite to run: ingest, projector, query, e2e or all")
+	fs.StringVar(&o.Suite, "suite", "all", "suite to run: "+strings.Join(bench.Suites, ", ")+" or all")
 	fs.Uint64Var(&o.Seed, "seed", 42, "seed of the generated events: the same seed, the same events")
 	fs.IntVar(&o.Customers, "customers", bench.DefaultCustomers, "customers of the projector's data set (also the query and e2e population; ingest uses at most 100,000)")
 	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events of the projector's data set (ingest sends at most 200,000, and 100,000 with personal fields)")
 	fs.StringVar(&o.PrivatePostgres, "private-postgres", "4GB", "shared_buffers of a private, tuned PostgreSQL cluster made with initdb for the run (\"\": use --database-url's cluster as it is)")
-	fs.StringVar(&o.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of the ingest runs and the projector catch-up here (go tool pprof -top FILE)")
+	fs.StringVar(&o.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of the ingest runs, the projector catch-up and the rebuild here (go tool pprof -top FILE)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,7 +66,10 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		Projector: func(d bench.ProjectorDeps) (*projections.Runner, error) {
 			f := projectorFlags{batch: 1000, linger: 5 * time.Millisecond, leaseTTL: 5 * time.Second, instance: "bench"}
 			return buildProjector(f, projectorDeps{pool: d.Pool, nc: d.NC, js: d.JS, layout: d.Layout, cat: d.Catalog, tiers: tiers,
-				phoneKey: d.PhoneKey, keys: d.Keys, registry: d.Registry, log: d.Log})
+				phoneKey: d.PhoneKey, keys: d.Keys, registry: d.Registry, log: d.Log}, nil)
+		},
+		Customer360: func(d bench.ProjectorDeps, target string) (projections.Projection, error) {
+			return newCustomer360(target, projectorDeps{tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey})
 		},
 		Query: func(d bench.QueryDeps) (*query.Server, error) {
 			return buildQuery(queryFlags{addr: "127.0.0.1:0"}, queryDeps{db: d.DB, keys: d.Keys, layout: d.Layout, tiers: tiers,

@@ -37,6 +37,12 @@ func commands() []command {
 		{"query", "serve the query API: customer profile, timeline and search, with OpenAPI", runQuery},
 		{"projector", "fold the log into the read models (timeline, customer 360, idempotency index)", runProjector},
 		{"bench", "measure throughput and latency on this machine, beside its raw limits (make bench)", runBench},
+		{"status", "show the log's streams and every projection target: checkpoints, lag, dead letters, rebuilds", runStatus},
+		{"dlq", "dead letters: list, show, redrive (recompute the customer) or discard (recorded in the log)", runDLQ},
+		{"history", "a customer's events from the log, for audit (personal fields sealed unless --reveal)", runHistory},
+		{"rebuild", "build a new version of a read model from the log beside the serving one, then switch readers (or recompute customers)", runRebuild},
+		{"replay", "replay a range of the log into a new version for inspection, or recompute listed customers", runReplay},
+		{"verify", "check a read model against the log (customer 360: counts, sequence hashes, spend totals)", runVerify},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,18 +21,27 @@ import (
 	"github.com/touchstream/touchstream/projections/dedup"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/projections/valuetier"
+	"github.com/touchstream/touchstream/projections/verify"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 )
 
-// Serving versions of the read models. Blue/green rebuilds (issue: operations) will
-// make these a registry; until then each read model has one version.
+// The first versions of the read models: what serves until a rebuild switches to a new
+// one (projections.serving records the serving version of each).
 const (
 	timelineTarget    = "timeline_v1"
 	customer360Target = "customer360_v1"
 )
+
+// defaultServing is the serving version of each versioned read model on a new database.
+func defaultServing() map[string]string {
+	return map[string]string{timeline.Name: timelineTarget, customer360.Name: customer360Target}
+}
+
+// servingPoll is how often a projector looks for a switched serving version.
+const servingPoll = 2 * time.Second
 
 // projectorFlags are the projector's own settings.
 type projectorFlags struct {
@@ -41,6 +51,8 @@ type projectorFlags struct {
 	instance string
 	phoneKey string
 	horizon  time.Duration
+	// verifyEvery schedules `verify` of customer360 inside the projector; 0: never.
+	verifyEvery time.Duration
 }
 
 func (f *projectorFlags) register(fs interface {
@@ -53,6 +65,7 @@ func (f *projectorFlags) register(fs interface {
 	fs.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "partitions of a silent instance are taken over after this")
 	fs.StringVar(&f.instance, "instance", config.String(env, "TOUCHSTREAM_INSTANCE", ""), "instance id in the lease group (env TOUCHSTREAM_INSTANCE); default host-pid-random")
 	fs.DurationVar(&f.horizon, "dedup-horizon", config.Duration(env, "TOUCHSTREAM_DEDUP_HORIZON", dedup.DefaultHorizon), "how long the idempotency index remembers an event (env TOUCHSTREAM_DEDUP_HORIZON)")
+	fs.DurationVar(&f.verifyEvery, "verify-every", config.Duration(env, "TOUCHSTREAM_VERIFY_EVERY", 0), "verify customer360 against the log at this interval, e.g. 6h (env TOUCHSTREAM_VERIFY_EVERY); 0: never")
 	fs.StringVar(&f.phoneKey, "phone-index-key-file", config.String(env, "TOUCHSTREAM_PHONE_INDEX_KEY_FILE", ""), "file with the secret of the phone search hash (env TOUCHSTREAM_PHONE_INDEX_KEY_FILE); default <data-dir>/secrets/phone-index.key")
 }
 
@@ -73,18 +86,27 @@ type projectorDeps struct {
 // buildProjector assembles the projector: the read models it folds, in the order they
 // are applied within each batch (the timeline first: it is the customer index that
 // the others read when they recompute a customer).
-func buildProjector(f projectorFlags, d projectorDeps) (*projections.Runner, error) {
-	c360, err := customer360.New(customer360.Options{Target: customer360Target, Tiers: d.tiers, Keys: d.keys, PhoneKey: d.phoneKey})
+// serving names the versions to fold (projection → target); missing ones take the
+// defaults.
+func buildProjector(f projectorFlags, d projectorDeps, serving map[string]string) (*projections.Runner, error) {
+	tl, c360t := timelineTarget, customer360Target
+	if t := serving[timeline.Name]; t != "" {
+		tl = t
+	}
+	if t := serving[customer360.Name]; t != "" {
+		c360t = t
+	}
+	c360, err := newCustomer360(c360t, d)
 	if err != nil {
 		return nil, err
 	}
 	readModels := []projections.Projection{
-		timeline.New(timelineTarget),
+		timeline.New(tl),
 		c360,
 		dedup.Projection{},
 	}
 	history := &projections.LogHistory{
-		Index:   &timeline.Index{Target: timelineTarget, Layout: d.layout},
+		Index:   &timeline.Index{Target: tl, Layout: d.layout},
 		JS:      d.js,
 		Decoder: projections.NewDecoder(d.layout, d.cat),
 	}
@@ -93,6 +115,91 @@ func buildProjector(f projectorFlags, d projectorDeps) (*projections.Runner, err
 	}, projections.Deps{
 		Pool: d.pool, JS: d.js, Layout: d.layout, Catalog: d.cat, History: history, Log: d.log, Registry: d.registry,
 	}, readModels...)
+}
+
+// newCustomer360 binds the customer 360 projection to a target.
+func newCustomer360(target string, d projectorDeps) (projections.Projection, error) {
+	return customer360.New(customer360.Options{Target: target, Tiers: d.tiers, Keys: d.keys, PhoneKey: d.phoneKey})
+}
+
+// projectionFor builds the projection that writes a versioned target
+// (customer360_v3, timeline_v2), as the projector does: for rebuilds, replays and
+// redrives into any version.
+func projectionFor(target string, d projectorDeps) (projections.Projection, error) {
+	name, _, ok := projections.TargetVersion(target)
+	switch {
+	case ok && name == customer360.Name:
+		return newCustomer360(target, d)
+	case ok && name == timeline.Name:
+		return timeline.New(target), nil
+	}
+	return nil, fmt.Errorf("no projection writes target %q (known: %s_vN, %s_vN)", target, customer360.Name, timeline.Name)
+}
+
+// followServing runs the projector over the serving versions and, when a rebuild
+// switches one, starts again over the new set: the new version continues from the
+// checkpoints its rebuild left. It returns when ctx ends.
+func followServing(ctx context.Context, f projectorFlags, d projectorDeps, every time.Duration) error {
+	for {
+		var serving map[string]string
+		for {
+			var err error
+			if serving, err = projections.EnsureServing(ctx, d.pool, defaultServing()); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.log.Warn("cannot read the serving versions, retrying", "error", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(every):
+			}
+		}
+		runner, err := buildProjector(f, d, serving)
+		if err != nil {
+			return err
+		}
+		d.log.Info("projector folding the serving versions", "serving", serving)
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- runner.Run(rctx) }()
+		changed := watchServing(rctx, d.pool, serving, every)
+		select {
+		case err = <-done:
+			cancel()
+			return err
+		case next := <-changed:
+			d.log.Info("serving versions switched; following", "from", serving, "to", next)
+			cancel()
+			if err := <-done; err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// watchServing reports once when the serving versions differ from have.
+func watchServing(ctx context.Context, pool *pgxpool.Pool, have map[string]string, every time.Duration) <-chan map[string]string {
+	out := make(chan map[string]string, 1)
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				now, err := projections.ServingTargets(ctx, pool)
+				if err == nil && !maps.Equal(now, have) {
+					out <- now
+					return
+				}
+			}
+		}
+	}()
+	return out
 }
 
 func loadProjectorDeps(c *config.Common, f projectorFlags, createSecrets bool) (valuetier.Config, []byte, streams.Definition, error) {
@@ -151,20 +258,27 @@ func runProjector(ctx context.Context, args []string, env config.Env, stdout io.
 		return err
 	}
 	reg := newRegistry()
-	runner, err := buildProjector(f, projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log})
-	if err != nil {
-		return err
-	}
+	deps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
+		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log}
 	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}}, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "projector %s folding %s, %s, %s (admin %s)\n", runner.Instance(), timelineTarget, customer360Target, dedup.Schema, c.AdminAddr)
+	fmt.Fprintf(stdout, "projector folding the serving versions of %s and %s, and %s (admin %s)\n", timeline.Name, customer360.Name, dedup.Schema, c.AdminAddr)
 	pruner := &dedup.Pruner{Pool: pool, Horizon: f.horizon, Log: log}
+	var verifier *verify.Verifier
+	if f.verifyEvery > 0 {
+		if verifier, err = verify.New(verify.Deps{Pool: pool, JS: js, Layout: def.Layout, Registry: reg, Log: log},
+			verify.Options{Target: customer360Target}); err != nil {
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return followServing(gctx, f, deps, servingPoll) })
 	g.Go(func() error { return pruner.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
+	if verifier != nil {
+		g.Go(func() error { return verifier.Every(gctx, f.verifyEvery) })
+	}
 	return g.Wait()
 }

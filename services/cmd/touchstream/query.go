@@ -128,6 +128,7 @@ func buildQuery(f queryFlags, d queryDeps) (*query.Server, error) {
 		Addr:              f.addr,
 		Customer360Target: customer360Target,
 		TimelineTarget:    timelineTarget,
+		FollowServing:     true,
 		Layout:            d.layout,
 		PhoneKey:          d.phoneKey,
 		Tiers:             d.tiers.Names(),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/dedup"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/clock"
@@ -25,6 +27,7 @@ import (
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/keystore"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
+	"github.com/touchstream/touchstream/services/internal/ops"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/services/internal/simulate"
@@ -143,17 +146,26 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	}
 
 	// Projector and query API.
-	runner, err := buildProjector(f.projector, projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector")})
-	if err != nil {
-		return err
-	}
+	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
+		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector")}
 	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
 		tiers: tiers, registry: reg, log: log.With("service", "query")})
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}},
+	opsPub, err := events.NewPublisher(ctx, nc, events.WithLayout(def.Layout), events.WithSource(ops.Source), events.WithCatalog(cat))
+	if err != nil {
+		return err
+	}
+	opsSvc, err := ops.New(ops.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Publisher: opsPub, Log: log.With("service", "ops"),
+		Resolve: func(target string) (projections.Projection, error) { return projectionFor(target, projDeps) }})
+	if err != nil {
+		return err
+	}
+	// The operations API (status, dead letters, history) is for operators: it is served
+	// on the admin listener, not beside the customer-facing query API (ADR 16).
+	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)},
+		Routes: map[string]http.Handler{"/v1/ops/": ops.NewHandler(opsSvc, ops.HandlerConfig{})}},
 		log.With("service", "admin"))
 	if err != nil {
 		return err
@@ -177,10 +189,11 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fmt.Fprintf(tw, "gateway (CloudEvents over HTTP)\thttp://%s/v1/events\n", f.gateway)
 	fmt.Fprintf(tw, "query API\thttp://%s/v1/customers?tier=gold  (OpenAPI: /v1/openapi.json)\n", f.query)
 	fmt.Fprintf(tw, "admin: metrics, health, pprof\thttp://%s/metrics\n", c.AdminAddr)
+	fmt.Fprintf(tw, "operations API\thttp://%s/v1/ops/status  (dead letters, history; OpenAPI: /v1/ops/openapi.json)\n", c.AdminAddr)
 	fmt.Fprintf(tw, "NATS (JetStream)\t%s  (store %s)\n", c.NATSURL, filepath.Join(c.DataDir, "nats"))
 	fmt.Fprintf(tw, "PostgreSQL\t%s\n", redactURL(c.DatabaseURL))
 	fmt.Fprintf(tw, "key service\tNATS %s\n", events.KeySubjectCustomers)
-	fmt.Fprintf(tw, "projector\t%s (timeline_v1, customer360_v1, dedup)\n", runner.Instance())
+	fmt.Fprintf(tw, "projector\tthe serving versions of timeline and customer360 (timeline_v1, customer360_v1 until a rebuild switches), dedup\n")
 	fmt.Fprintf(tw, "clock\tclock.ticked to all %d partitions daily, midnight %s\n", def.Layout.Partitions, tiers.TimeZone)
 	if sim != nil {
 		fmt.Fprintf(tw, "simulator\t%s events/s over %s customers (seed %d)\n",
@@ -196,7 +209,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return keySvc.Run(gctx) })
 	g.Go(func() error { return gw.Run(gctx) })
-	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { return followServing(gctx, f.projector, projDeps, servingPoll) })
 	g.Go(func() error { return (&dedup.Pruner{Pool: pool, Horizon: f.projector.horizon, Log: log}).Run(gctx) })
 	g.Go(func() error { return qry.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })

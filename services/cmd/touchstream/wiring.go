@@ -3,13 +3,21 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/services/internal/admin"
+	"github.com/touchstream/touchstream/services/internal/config"
+	"github.com/touchstream/touchstream/services/internal/natsconn"
+	"github.com/touchstream/touchstream/services/internal/pgsetup"
 )
 
 // newRegistry is a process's metrics registry, with the Go runtime and process
@@ -31,4 +39,55 @@ func natsCheck(nc *nats.Conn) admin.Check {
 
 func databaseCheck(pool *pgxpool.Pool) admin.Check {
 	return admin.Check{Name: "database", Run: func(ctx context.Context) error { return pool.Ping(ctx) }}
+}
+
+// toolConn is what a one-shot operations command (status, dlq, history, rebuild,
+// replay, verify) connects to: PostgreSQL, NATS with JetStream, the log's layout and
+// the event catalog.
+type toolConn struct {
+	pool *pgxpool.Pool
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	def  streams.Definition
+	cat  *events.Catalog
+	log  *slog.Logger
+}
+
+// connectTool validates the common settings and connects as touchstream-<name>.
+func connectTool(ctx context.Context, c *config.Common, name string, maxConns int32) (*toolConn, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if c.NATSURL == "" {
+		return nil, fmt.Errorf("%w: --nats-url (TOUCHSTREAM_NATS_URL) is required", errUsage)
+	}
+	t := &toolConn{log: c.Logger().With("service", name)}
+	var err error
+	if t.def, err = streams.Load(c.DeployFile("streams.json")); err != nil {
+		return nil, err
+	}
+	if t.cat, err = events.DefaultCatalog(); err != nil {
+		return nil, err
+	}
+	if t.pool, err = pgsetup.Open(ctx, c.DatabaseURL, maxConns, false); err != nil {
+		return nil, err
+	}
+	if t.nc, err = natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-"+name, t.log); err != nil {
+		t.close()
+		return nil, err
+	}
+	if t.js, err = jetstream.New(t.nc); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (t *toolConn) close() {
+	if t.nc != nil {
+		t.nc.Close()
+	}
+	if t.pool != nil {
+		t.pool.Close()
+	}
 }

@@ -39,6 +39,9 @@ type Config struct {
 	ShutdownTimeout time.Duration // default 5s
 	// Listener, when set, is served instead of listening on Addr.
 	Listener net.Listener
+	// Routes are more handlers served on the admin listener, by mux pattern (the
+	// operations API "/v1/ops/"): what operators, not customers' channels, may reach.
+	Routes map[string]http.Handler
 }
 
 // Validate checks the configuration after defaults are applied.
@@ -114,6 +117,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	for pattern, h := range s.cfg.Routes {
+		mux.Handle(pattern, h)
+	}
 	return mux
 }
 

@@ -87,14 +87,7 @@ func (b *bench) projector(ctx context.Context) error {
 	}
 
 	// Raw limits, on the same machine, in the same run.
-	var fetched int64
-	fetch, err := timed(ds.events, func() error {
-		var err error
-		fetched, err = fetchRaw(ctx, b.e.js, b.e.layout.Streams[0].Name, ds.events, func(i int) {
-			b.log.Debug("raw fetch", "messages", i)
-		})
-		return err
-	})
+	fetch, fetched, err := b.rawFetch(ctx, ds)
 	if err != nil {
 		return err
 	}
@@ -144,6 +137,20 @@ func (b *bench) projector(ctx context.Context) error {
 	t.row("raw PostgreSQL COPY, timeline-shaped", count(cp.n), seconds(cp.elapsed), perSecond(cp.rate()), ratio(cu.rate(), cp.rate()), cp.cpu.String(), "")
 	t.row("projector CatchUp, events", count(cu.n), seconds(cu.elapsed), perSecond(cu.rate()), "", cu.cpu.String(), verdict(cu.rate() >= 30_000, "≥ 30,000 events/s"))
 	return t.write(b.out)
+}
+
+// rawFetch reads the whole data set from the log with an ordered consumer, doing
+// nothing with it: the log's read limit on this machine. It returns the bytes read.
+func (b *bench) rawFetch(ctx context.Context, ds *dataset) (measured, int64, error) {
+	var fetched int64
+	fetch, err := timed(ds.events, func() error {
+		var err error
+		fetched, err = fetchRaw(ctx, b.e.js, b.e.layout.Streams[0].Name, ds.events, func(i int) {
+			b.log.Debug("raw fetch", "messages", i)
+		})
+		return err
+	})
+	return fetch, fetched, err
 }
 
 // preload loads the data set into a fresh log: the history generated from the seed,

@@ -28,7 +28,7 @@ import (
 
 // Suites, in the order `all` runs them. query and e2e run over the projector's data
 // set (built first when the projector suite is not run).
-var Suites = []string{"ingest", "projector", "query", "e2e"}
+var Suites = []string{"ingest", "projector", "rebuild", "query", "e2e"}
 
 // Defaults of the data set sizes.
 const (
@@ -115,7 +115,10 @@ type QueryDeps struct {
 // the command assembles them, so the bench measures exactly what runs in production.
 type Deps struct {
 	Projector func(ProjectorDeps) (*projections.Runner, error)
-	Query     func(QueryDeps) (*query.Server, error)
+	// Customer360 builds the customer 360 projection bound to a target, as the
+	// projector does (for the rebuild suite).
+	Customer360 func(d ProjectorDeps, target string) (projections.Projection, error)
+	Query       func(QueryDeps) (*query.Server, error)
 	// Stdout receives the tables; Log the progress (stderr).
 	Stdout io.Writer
 	Log    *slog.Logger
@@ -180,6 +183,8 @@ func Run(ctx context.Context, o Options, d Deps) error {
 			err = b.ingest(ctx)
 		case "projector":
 			err = b.projector(ctx)
+		case "rebuild":
+			err = b.rebuild(ctx)
 		case "query":
 			err = b.query(ctx)
 		case "e2e":

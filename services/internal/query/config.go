@@ -33,10 +33,14 @@ const (
 type Config struct {
 	// Addr is the HTTP listen address.
 	Addr string
-	// Customer360Target and TimelineTarget are the serving versions (PostgreSQL
-	// schemas) of the read models.
+	// Customer360Target and TimelineTarget are the versions (PostgreSQL schemas) of
+	// the read models that answer, or with FollowServing the versions that answer until
+	// projections.serving names others.
 	Customer360Target string
 	TimelineTarget    string
+	// FollowServing looks the serving versions up in projections.serving (at most once
+	// a second), so a blue/green switch reaches readers without a restart.
+	FollowServing bool
 	// Layout is the log's layout: it maps a customer to its partition, whose freshness
 	// every customer read reports. It must be the projector's.
 	Layout events.Layout

@@ -99,11 +99,15 @@ func (s *Server) getCustomer(c *call) (*reply, error) {
 	if _, err := parseParams(c); err != nil {
 		return nil, err
 	}
-	fresh, err := s.customerFreshness(c.ctx, s.cfg.Customer360Target, id)
+	target, err := s.customer360Target(c.ctx)
 	if err != nil {
 		return nil, err
 	}
-	p, err := customer360.Get(c.ctx, s.db, s.cfg.Customer360Target, id)
+	fresh, err := s.customerFreshness(c.ctx, target, id)
+	if err != nil {
+		return nil, err
+	}
+	p, err := customer360.Get(c.ctx, s.db, target, id)
 	if errors.Is(err, customer360.ErrNotFound) {
 		return nil, notFoundCustomer(fresh)
 	}
@@ -169,11 +173,15 @@ func (s *Server) getTimeline(c *call) (*reply, error) {
 		return nil, err
 	}
 
-	fresh, err := s.customerFreshness(c.ctx, s.cfg.TimelineTarget, id)
+	target, err := s.timelineTarget(c.ctx)
 	if err != nil {
 		return nil, err
 	}
-	items, next, err := timeline.Read(c.ctx, s.db, s.cfg.TimelineTarget, q)
+	fresh, err := s.customerFreshness(c.ctx, target, id)
+	if err != nil {
+		return nil, err
+	}
+	items, next, err := timeline.Read(c.ctx, s.db, target, q)
 	if errors.Is(err, timeline.ErrBadCursor) {
 		return nil, badParam("cursor", "malformed cursor: pass the \"next\" value of the previous page unchanged")
 	}
@@ -182,7 +190,7 @@ func (s *Server) getTimeline(c *call) (*reply, error) {
 	}
 	if len(items) == 0 && q.Cursor == "" {
 		// Nothing matched: an unknown customer, or filters that exclude everything.
-		probe, _, err := timeline.Read(c.ctx, s.db, s.cfg.TimelineTarget, timeline.Query{Customer: id, Limit: 1})
+		probe, _, err := timeline.Read(c.ctx, s.db, target, timeline.Query{Customer: id, Limit: 1})
 		if err != nil {
 			return nil, err
 		}

@@ -46,16 +46,20 @@ func (s *Server) searchCustomers(c *call) (*reply, error) {
 	}
 	// An exact id lives in one partition: its freshness is that partition's. Any other
 	// filter may match customers of every partition.
+	target, err := s.customer360Target(c.ctx)
+	if err != nil {
+		return nil, err
+	}
 	var fresh *Freshness
 	if f.CustomerID != "" && !strings.HasSuffix(f.CustomerID, "*") {
-		fresh, err = s.customerFreshness(c.ctx, s.cfg.Customer360Target, f.CustomerID)
+		fresh, err = s.customerFreshness(c.ctx, target, f.CustomerID)
 	} else {
-		fresh, err = s.summaryFreshness(c.ctx, s.cfg.Customer360Target)
+		fresh, err = s.summaryFreshness(c.ctx, target)
 	}
 	if err != nil {
 		return nil, err
 	}
-	sums, next, err := customer360.Search(c.ctx, s.db, s.cfg.Customer360Target, f)
+	sums, next, err := customer360.Search(c.ctx, s.db, target, f)
 	if errors.Is(err, customer360.ErrBadCursor) {
 		return nil, badParam("cursor", "malformed cursor: pass the \"next\" value of the previous page unchanged")
 	}

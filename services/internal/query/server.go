@@ -33,6 +33,7 @@ type Server struct {
 	m        *metrics
 	listener net.Listener
 	handler  http.Handler
+	serving  *projections.ServingCache // nil: the configured targets
 }
 
 // New returns a query server.
@@ -64,6 +65,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, db: deps.DB, keys: deps.Keys, viewer: deps.Viewer, log: deps.Log, m: m,
 		listener: deps.Listener, types: map[string]bool{}}
+	if cfg.FollowServing {
+		s.serving = &projections.ServingCache{DB: deps.DB, TTL: time.Second}
+	}
 	if s.viewer == nil {
 		s.viewer = MaskedForEveryone
 	}
