@@ -57,6 +57,23 @@ type Batch struct {
 	history       History
 	tx            pgx.Tx
 	stage         func(name string, start time.Time)
+	// emission: who decides whether signals are emitted (nil: never, as in a rebuild).
+	emission *emission
+}
+
+// Emitting reports whether derived signals caused by e (tier changes, alerts,
+// breaches) are to be emitted by this batch. Only the serving version of a projection
+// emits, and a version that took over at a switch only for events past the stream
+// sequence its partition took over at; a rebuild or a replay never emits. The answer
+// is read inside the batch's transaction, holding the serving row (FOR SHARE), so a
+// switch waits for the batch and then hands emission over past what this batch did:
+// no signal is doubled or lost across a switch. Emit signals through the transactional
+// outbox in the same transaction.
+func (b *Batch) Emitting(ctx context.Context, e *Envelope) (bool, error) {
+	if b == nil || b.emission == nil {
+		return false, nil
+	}
+	return b.emission.emitting(ctx, b.tx, e)
 }
 
 // Stage accounts the time since start to a named step of the projection's fold

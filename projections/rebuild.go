@@ -31,6 +31,10 @@ type RebuildSpec struct {
 	FromSeq, ToSeq uint64
 	// Switch makes the new version the serving one once it has caught up with the log.
 	Switch bool
+	// SwitchWait bounds how long the switch waits for the serving version (folded by
+	// the live projector) to be at least as far as the new one (default 1m; see
+	// Switch).
+	SwitchWait time.Duration
 	// Config tunes the rebuild's runner; its Group is set to "rebuild:<target>".
 	Config Config
 	// Progress, if set, is called about every ProgressEvery (default 1s) and at the end.
@@ -105,6 +109,7 @@ func Rebuild(ctx context.Context, deps Deps, spec RebuildSpec) (RebuildResult, e
 	}
 	cfg := spec.Config
 	cfg.Group = "rebuild:" + res.Target
+	cfg.NoSignals = true // a rebuild never emits: the serving version did, or will past the switch
 	r, err := NewRunner(cfg, deps, proj)
 	if err != nil {
 		return res, err
@@ -172,20 +177,21 @@ func Rebuild(ctx context.Context, deps Deps, spec RebuildSpec) (RebuildResult, e
 	final.Done = true
 	status := "built"
 	if spec.Switch {
-		seqs, err := switchSeqs(ctx, pool, res.Target)
-		if err != nil {
-			return res, err
-		}
-		err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			if err := Switch(ctx, tx, spec.Projection, res.Replaced, res.Target, seqs); err != nil {
+		var seqs map[int]uint64
+		err := switchWhenCaughtUp(ctx, pool, spec.SwitchWait, func(tx pgx.Tx) error {
+			var err error
+			if seqs, err = Switch(ctx, tx, spec.Projection, res.Replaced, res.Target); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, `UPDATE projections.rebuilds SET status = 'switched', updated_at = now(), finished_at = now(),
+			_, err = tx.Exec(ctx, `UPDATE projections.rebuilds SET status = 'switched', updated_at = now(), finished_at = now(),
 				seq = greatest(seq, $2), total = greatest(total, $3),
 				applied = coalesce((SELECT sum(applied) FROM projections.checkpoints WHERE target = $1), 0)
 				WHERE target = $1`, res.Target, int64(final.Seq), int64(final.Last))
 			return err
 		})
+		if errors.Is(err, ErrServingBehind) {
+			recordProgress(ctx, pool, final, "built", "")
+		}
 		if err != nil {
 			return res, err
 		}
@@ -201,7 +207,8 @@ func Rebuild(ctx context.Context, deps Deps, spec RebuildSpec) (RebuildResult, e
 
 // SwitchBuilt makes a version that a rebuild built without switching the serving one.
 // The live projector continues it from its checkpoints.
-func SwitchBuilt(ctx context.Context, pool *pgxpool.Pool, target string) error {
+// It waits up to wait for the serving version to catch up (see Switch).
+func SwitchBuilt(ctx context.Context, pool *pgxpool.Pool, target string, wait time.Duration) error {
 	projection, _, ok := TargetVersion(target)
 	if !ok {
 		return fmt.Errorf("switch %q: not a versioned target such as customer360_v2", target)
@@ -222,12 +229,8 @@ func SwitchBuilt(ctx context.Context, pool *pgxpool.Pool, target string) error {
 	if err != nil {
 		return err
 	}
-	seqs, err := switchSeqs(ctx, pool, target)
-	if err != nil {
-		return err
-	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if err := Switch(ctx, tx, projection, serving[projection], target, seqs); err != nil {
+	return switchWhenCaughtUp(ctx, pool, wait, func(tx pgx.Tx) error {
+		if _, err := Switch(ctx, tx, projection, serving[projection], target); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE projections.rebuilds SET status = 'switched', updated_at = now() WHERE target = $1`, target)
@@ -247,6 +250,29 @@ func TargetPin(ctx context.Context, q Querier, target string) (string, error) {
 		return "", fmt.Errorf("pin of %s: %w", target, err)
 	}
 	return pin, nil
+}
+
+// switchWhenCaughtUp runs fn (a switch) in a transaction, again while it fails with
+// ErrServingBehind, for up to wait (default 1m).
+func switchWhenCaughtUp(ctx context.Context, pool *pgxpool.Pool, wait time.Duration, fn func(pgx.Tx) error) error {
+	if wait <= 0 {
+		wait = time.Minute
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := pgx.BeginFunc(ctx, pool, fn)
+		if !errors.Is(err, ErrServingBehind) || time.Now().After(deadline) {
+			if errors.Is(err, ErrServingBehind) {
+				return fmt.Errorf("%w; waited %s: is the projector running? (the version stays built: switch it with `touchstream rebuild switch` once the projector has caught up)", err, wait)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Rebuilds lists rebuilds, newest first.
@@ -352,17 +378,6 @@ func nextVersion(ctx context.Context, tx pgx.Tx, projection, serving string) (in
 	return next, err
 }
 
-func switchSeqs(ctx context.Context, pool *pgxpool.Pool, target string) (map[int]uint64, error) {
-	cps, err := LoadCheckpoints(ctx, pool, target, nil)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[int]uint64, len(cps))
-	for p, cp := range cps {
-		out[p] = cp.Seq
-	}
-	return out, nil
-}
 
 func recordProgress(ctx context.Context, pool *pgxpool.Pool, p RebuildProgress, status, errText string) {
 	// applied counts every event the version consumed, over all its runs: the sum of

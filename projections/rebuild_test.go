@@ -7,13 +7,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/migrate"
 	"github.com/touchstream/touchstream/testkit"
 )
 
@@ -145,7 +148,7 @@ func TestRebuildUnderLiveTraffic(t *testing.T) {
 	if err != nil || res.Target != "tally_v3" || res.Switched {
 		t.Fatalf("second rebuild: %+v %v, want tally_v3 built, not switched", res, err)
 	}
-	if err := projections.SwitchBuilt(ctx, e.pool, "tally_v3"); err != nil {
+	if err := projections.SwitchBuilt(ctx, e.pool, "tally_v3", 0); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := cache.Target(ctx, "tally", ""); got != "tally_v3" {
@@ -222,7 +225,7 @@ func TestReplayRange(t *testing.T) {
 	if n != 500 || lo != 201 || hi != 700 {
 		t.Fatalf("replay of 201-700 applied %d events from %d to %d", n, lo, hi)
 	}
-	if err := projections.SwitchBuilt(t.Context(), e.pool, res.Target); err == nil {
+	if err := projections.SwitchBuilt(t.Context(), e.pool, res.Target, 0); err == nil {
 		t.Fatal("a range replay was allowed to serve")
 	}
 	// The replay's time bound: the first event stored at or after a time.
@@ -287,5 +290,104 @@ func TestRebuildPin(t *testing.T) {
 	}
 	if pin, err := projections.TargetPin(t.Context(), e.pool, "tally_v9"); err != nil || pin != "" {
 		t.Fatalf("pin of an unknown target %q %v", pin, err)
+	}
+}
+
+// signaler is a projection that emits a signal for every event it may emit for
+// (Batch.Emitting), recording it in its own table as an outbox would.
+type signaler struct{ target string }
+
+func (s *signaler) Name() string   { return "signaler" }
+func (s *signaler) Target() string { return s.target }
+func (s *signaler) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return migrate.Apply(ctx, pool, "signaler", s.target, fstest.MapFS{
+		"m/0001_signals.sql": {Data: []byte(`CREATE TABLE emitted (seq bigint NOT NULL); CREATE TABLE folded (seq bigint PRIMARY KEY);`)},
+	}, "m")
+}
+
+func (s *signaler) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch) error {
+	var folded, emitted []int64
+	for _, e := range b.Events {
+		folded = append(folded, int64(e.Seq))
+		ok, err := b.Emitting(ctx, e)
+		if err != nil {
+			return err
+		}
+		if ok {
+			emitted = append(emitted, int64(e.Seq))
+		}
+	}
+	q := pgx.Identifier{s.target}.Sanitize()
+	if _, err := tx.Exec(ctx, `INSERT INTO `+q+`.folded SELECT unnest($1::bigint[])`, folded); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO `+q+`.emitted SELECT unnest($1::bigint[])`, emitted)
+	return err
+}
+
+// TestSignalsPassAtTheSwitch: the serving version emits; a rebuild emits nothing; the
+// switch waits for the live projector to bring the serving version as far as the new
+// one, then emission passes to the new version, and the old one, still folding for a
+// while (its projector has not noticed yet), stops emitting. Every event's signal is
+// emitted exactly once over both versions.
+func TestSignalsPassAtTheSwitch(t *testing.T) {
+	e := setup(t, 4)
+	ctx := t.Context()
+	e.publish(t, 2000, 30)
+	if _, err := projections.EnsureServing(ctx, e.pool, map[string]string{"signaler": "signaler_v1"}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(target, table string) int64 {
+		t.Helper()
+		var n int64
+		if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{target, table}.Sanitize()).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The live projector of v1, which will not notice the switch.
+	liveCtx, stopLive := context.WithCancel(ctx)
+	liveDone := make(chan struct{})
+	live := e.runner(t, projections.Config{Group: "live", Linger: time.Millisecond}, &signaler{target: "signaler_v1"})
+	go func() { defer close(liveDone); _ = live.Run(liveCtx) }()
+	defer func() { stopLive(); <-liveDone }()
+
+	e.publish(t, 500, 30)
+	res, err := projections.Rebuild(ctx, e.deps(t), projections.RebuildSpec{Projection: "signaler", Switch: true, SwitchWait: 30 * time.Second,
+		New: func(target string) (projections.Projection, error) { return &signaler{target: target}, nil }})
+	if err != nil || res.Target != "signaler_v2" {
+		t.Fatalf("rebuild: %+v %v", res, err)
+	}
+	if n := count("signaler_v2", "emitted"); n != 0 {
+		t.Fatalf("the rebuild emitted %d signals", n)
+	}
+	if n := count("signaler_v2", "folded"); n != 2500 {
+		t.Fatalf("the rebuild folded %d events, want 2500", n)
+	}
+	// More traffic, folded by the old version's projector before it notices the switch.
+	e.publish(t, 300, 30)
+	for deadline := time.Now().Add(20 * time.Second); count("signaler_v1", "folded") < 2800; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the live projector folded %d of 2800 events", count("signaler_v1", "folded"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stopLive()
+	<-liveDone
+	// The projector follows the switch and continues the new version.
+	e.publish(t, 200, 30)
+	if err := e.runner(t, projections.Config{Group: "live"}, &signaler{target: "signaler_v2"}).CatchUp(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := count("signaler_v1", "emitted"), count("signaler_v2", "emitted")
+	var all, distinct int64
+	if err := e.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT seq) FROM (SELECT seq FROM signaler_v1.emitted UNION ALL SELECT seq FROM signaler_v2.emitted) s`).
+		Scan(&all, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("signals: %d by v1 before the switch, %d by v2 after it; switch at %v", n1, n2, res.SwitchSeqs)
+	if all != 3000 || distinct != 3000 || n1 != 2500 {
+		t.Fatalf("signals: %d emitted (%d distinct; v1 %d, v2 %d), want each of 3000 events once, v1 for the 2500 before the switch",
+			all, distinct, n1, n2)
 	}
 }

@@ -56,6 +56,9 @@ type Config struct {
 	LagInterval time.Duration
 	// DrainTimeout bounds the final commit on shutdown (default 10s).
 	DrainTimeout time.Duration
+	// NoSignals: the runner's batches never emit derived signals (Batch.Emitting is
+	// always false). Rebuilds and replays set it.
+	NoSignals bool
 	// Workers is how many consumers this instance runs over its partitions, each on a
 	// disjoint subset with its own transactions, so that decoding, folding and the
 	// database work of several batches overlap (default 2).
@@ -838,7 +841,7 @@ func (r *Runner) commit(ctx context.Context, works []*work, isolate bool, attemp
 		}
 		target := w.proj.Target()
 		b := &Batch{Events: w.events, partitionTime: partitionTimes(w.from), history: r.deps.History, tx: tx,
-			stage: func(name string, start time.Time) { r.stage(target+"/"+name, start) }}
+			stage: func(name string, start time.Time) { r.stage(target+"/"+name, start) }, emission: r.emission(w.proj)}
 		if !isolate {
 			t := time.Now()
 			if err := w.proj.Apply(ctx, tx, b); err != nil {
@@ -858,7 +861,7 @@ func (r *Runner) commit(ctx context.Context, works []*work, isolate bool, attemp
 			if err != nil {
 				return err
 			}
-			one := &Batch{Events: []*Envelope{e}, partitionTime: times, history: r.deps.History, tx: sp}
+			one := &Batch{Events: []*Envelope{e}, partitionTime: times, history: r.deps.History, tx: sp, emission: r.emission(w.proj)}
 			if err := w.proj.Apply(ctx, sp, one); err != nil {
 				_ = sp.Rollback(ctx)
 				if isTransient(err) {

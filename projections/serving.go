@@ -72,26 +72,71 @@ func ServingTargets(ctx context.Context, q Querier) (map[string]string, error) {
 	return out, nil
 }
 
+// ErrServingBehind: the serving version has not yet folded as far as the version
+// replacing it, so switching now would lose the signals of the events in between
+// (the new version folded them without emitting). The live projector catches it up:
+// retry shortly.
+var ErrServingBehind = errors.New("the serving version is behind the new one")
+
 // Switch makes to the serving version of projection in place of from, in one
 // statement: readers that look the pointer up see one version or the other, never a
-// mix. It fails with ErrServingMoved when from is no longer the serving version.
-// switchSeqs records, per partition, the stream sequence the new version had applied
-// when it took over: from there on it, not the old one, emits derived signals.
-func Switch(ctx context.Context, db Querier, projection, from, to string, switchSeqs map[int]uint64) error {
-	seqs, err := json.Marshal(switchSeqs)
-	if err != nil {
-		return err
-	}
+// mix. It fails with ErrServingMoved when from is no longer the serving version (from
+// "" : the projection had none).
+//
+// Signals pass over exactly once. The serving row is locked first, so batches of the
+// old version deciding whether to emit (Batch.Emitting) finish before the switch, and
+// later ones see that they no longer serve. The old version emitted for every event up
+// to its checkpoint; the new one, which a rebuild folded silently, emits only past it.
+// So the old version must have folded at least as far as the new one in every
+// partition, or the events in between would never be signalled: Switch fails with
+// ErrServingBehind until the live projector has caught it up. The per-partition
+// sequences at which emission passed are recorded and returned.
+func Switch(ctx context.Context, tx pgx.Tx, projection, from, to string) (map[int]uint64, error) {
 	var got string
-	err = db.QueryRow(ctx, `UPDATE projections.serving SET target = $3, previous = $2, switched_at = now(), switch_seqs = $4
-		WHERE projection = $1 AND target = $2 RETURNING target`, projection, from, to, seqs).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("switch %s from %s to %s: %w", projection, from, to, ErrServingMoved)
+	err := tx.QueryRow(ctx, `SELECT target FROM projections.serving WHERE projection = $1 FOR UPDATE`, projection).Scan(&got)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && from == "":
+		if _, err := tx.Exec(ctx, `INSERT INTO projections.serving (projection, target) VALUES ($1, $2)`, projection, to); err != nil {
+			return nil, err
+		}
+	case errors.Is(err, pgx.ErrNoRows), err == nil && got != from:
+		return nil, fmt.Errorf("switch %s from %s to %s: %w", projection, from, to, ErrServingMoved)
+	case err != nil:
+		return nil, fmt.Errorf("switch %s to %s: %w", projection, to, err)
 	}
+	next, err := LoadCheckpoints(ctx, tx, to, nil)
 	if err != nil {
-		return fmt.Errorf("switch %s to %s: %w", projection, to, err)
+		return nil, err
 	}
-	return nil
+	seqs := make(map[int]uint64, len(next))
+	for p, cp := range next {
+		seqs[p] = cp.Seq
+	}
+	if from != "" {
+		prev, err := LoadCheckpoints(ctx, tx, from, nil)
+		if err != nil {
+			return nil, err
+		}
+		var behind []int
+		for p, cp := range prev {
+			if cp.Seq < seqs[p] {
+				behind = append(behind, p)
+			}
+			seqs[p] = cp.Seq
+		}
+		if len(behind) > 0 {
+			return nil, fmt.Errorf("switch %s from %s to %s: partitions %s: %w", projection, from, to, FormatPartitions(behind), ErrServingBehind)
+		}
+	}
+	js, err := json.Marshal(seqs)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE projections.serving SET target = $3, previous = nullif($2, ''), switched_at = now(), switch_seqs = $4
+		WHERE projection = $1`, projection, from, to, js); err != nil {
+		return nil, fmt.Errorf("switch %s to %s: %w", projection, to, err)
+	}
+	return seqs, nil
 }
 
 // DropTarget deletes a version that no longer serves: its schema, checkpoints, lag
@@ -178,4 +223,46 @@ func (c *ServingCache) Target(ctx context.Context, projection, fallback string) 
 func isUndefinedTable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
+}
+
+// emission decides, inside a batch's transaction, whether a target emits signals.
+type emission struct {
+	projection, target string
+
+	read      bool
+	serving   bool
+	switchSeq map[int]uint64
+}
+
+// emission returns the emission state of a batch of p (nil when the runner never
+// emits).
+func (r *Runner) emission(p Projection) *emission {
+	if r.cfg.NoSignals {
+		return nil
+	}
+	return &emission{projection: p.Name(), target: p.Target()}
+}
+
+func (em *emission) emitting(ctx context.Context, tx pgx.Tx, e *Envelope) (bool, error) {
+	if !em.read {
+		var target string
+		var seqs []byte
+		err := tx.QueryRow(ctx, `SELECT target, switch_seqs FROM projections.serving WHERE projection = $1 FOR SHARE`, em.projection).Scan(&target, &seqs)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// One version, never switched: it serves.
+			em.serving = true
+		case err != nil:
+			return false, fmt.Errorf("serving version of %s: %w", em.projection, err)
+		default:
+			em.serving = target == em.target
+			if em.serving && len(seqs) > 0 {
+				if err := json.Unmarshal(seqs, &em.switchSeq); err != nil {
+					return false, fmt.Errorf("switch sequences of %s: %w", em.projection, err)
+				}
+			}
+		}
+		em.read = true
+	}
+	return em.serving && e.Seq > em.switchSeq[e.Partition], nil
 }

@@ -105,6 +105,7 @@ func runRebuild(ctx context.Context, args []string, env config.Env, stdout io.Wr
 	noSwitch := fs.Bool("no-switch", false, "build the new version but leave readers on the serving one (switch later with: touchstream rebuild switch TARGET)")
 	target := fs.String("target", "", "name of the new version (default: resume an interrupted rebuild, else the next version number)")
 	customers := fs.String("customer", "", "comma-separated customer ids: recompute them in place in the serving version instead")
+	switchWait := fs.Duration("switch-wait", time.Minute, "how long the switch waits for the live projector to bring the serving version as far as the new one")
 	rf := registerFoldFlags(fs)
 	pos, err := parseWithArgs(fs, args)
 	if err != nil {
@@ -129,7 +130,7 @@ func runRebuild(ctx context.Context, args []string, env config.Env, stdout io.Wr
 		}
 		t := pos[1]
 		if verb == "switch" {
-			err = projections.SwitchBuilt(ctx, d.pool, t)
+			err = projections.SwitchBuilt(ctx, d.pool, t, *switchWait)
 		} else {
 			err = projections.DropTarget(ctx, d.pool, t)
 		}
@@ -149,7 +150,7 @@ func runRebuild(ctx context.Context, args []string, env config.Env, stdout io.Wr
 	if err != nil {
 		return err
 	}
-	return rf.run(ctx, d, projections.RebuildSpec{Projection: verb, New: newFn, Target: *target, Switch: !*noSwitch}, stdout)
+	return rf.run(ctx, d, projections.RebuildSpec{Projection: verb, New: newFn, Target: *target, Switch: !*noSwitch, SwitchWait: *switchWait}, stdout)
 }
 
 // runReplay runs `touchstream replay`.
