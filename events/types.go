@@ -29,6 +29,7 @@ const (
 	TypeEventRetracted         = "event.retracted"
 	TypeClockTicked            = "clock.ticked"
 	TypeDeadLetterDiscarded    = "deadletter.discarded"
+	TypeLoyaltyRulesActivated  = "loyalty.rules_activated"
 )
 
 // Money is an amount in integer fen (1/100 yuan) with an ISO 4217 currency code.
@@ -350,6 +351,18 @@ type EventRetracted struct {
 func (EventRetracted) EventType() string { return TypeEventRetracted }
 func (EventRetracted) SchemaMajor() int  { return 1 }
 
+// LoyaltyRulesActivated: a version of the loyalty club's earning rules is in force
+// from EffectiveAt on. loyalty.rules_activated v1, partition-wide: publish it with
+// NewPartitionEvents.
+type LoyaltyRulesActivated struct {
+	Version     string    `json:"version"`
+	EffectiveAt time.Time `json:"effective_at"`
+	Note        string    `json:"note,omitempty"`
+}
+
+func (LoyaltyRulesActivated) EventType() string { return TypeLoyaltyRulesActivated }
+func (LoyaltyRulesActivated) SchemaMajor() int  { return 1 }
+
 // ClockTicked: a period boundary passed. clock.ticked v1, partition-wide: publish it
 // with NewPartitionEvents.
 type ClockTicked struct {
@@ -440,6 +453,8 @@ func NewPayload(eventType string, major int) (Payload, bool) {
 		return &ClockTicked{}, true
 	case TypeDeadLetterDiscarded:
 		return &DeadLetterDiscarded{}, true
+	case TypeLoyaltyRulesActivated:
+		return &LoyaltyRulesActivated{}, true
 	}
 	return nil, false
 }

@@ -28,6 +28,7 @@ var catalogTypes = []string{
 	"deadletter.discarded",
 	"device.changed",
 	"event.retracted",
+	"loyalty.rules_activated",
 	"network.incident",
 	"number.port_out_requested",
 	"offer.accepted",
@@ -230,7 +231,7 @@ func TestStoredForm(t *testing.T) {
 				t.Errorf("StoredURI() = %q", got)
 			}
 			wantScope := ScopeCustomer
-			if s.Type == "clock.ticked" {
+			if s.Type == "clock.ticked" || s.Type == "loyalty.rules_activated" {
 				wantScope = ScopePartition
 			}
 			if s.Scope != wantScope {
