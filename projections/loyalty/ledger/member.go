@@ -1,4 +1,4 @@
-package loyalty
+package ledger
 
 import (
 	"bytes"
@@ -255,3 +255,26 @@ func (m *Member) insertLot(l Lot) {
 	})
 	m.Lots = slices.Insert(m.Lots, i, l)
 }
+
+// NextDue is when the member's time next crosses something that changes its ledger by
+// itself: a lot's expiry, a tier review or an anniversary. Zero: nothing is due. A
+// projection advances a silent member past it at the next clock tick.
+func (m *Member) NextDue(rs *RuleSet) time.Time {
+	var due time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (due.IsZero() || t.Before(due)) {
+			due = t
+		}
+	}
+	if len(m.Lots) > 0 {
+		consider(m.Lots[0].ExpiresAt)
+	}
+	consider(m.NextReview)
+	if !m.Registered.IsZero() {
+		consider(anniversaryAt(m.Registered, m.Anniversaries+1, rs.Location()))
+	}
+	return due
+}
+
+// Month numbers t's local month as the ledger does: year×12 + month−1.
+func Month(t time.Time, loc *time.Location) int { return monthOf(t, loc) }

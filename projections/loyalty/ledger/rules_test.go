@@ -1,4 +1,4 @@
-package loyalty
+package ledger
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 	"github.com/touchstream/touchstream/events"
 )
 
-const deployRules = "../../deploy/loyalty.json"
+const deployRules = "../../../deploy/loyalty.json"
 
 var shanghai = mustZone("Asia/Shanghai")
 

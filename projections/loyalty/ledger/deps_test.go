@@ -1,4 +1,4 @@
-package loyalty
+package ledger
 
 import (
 	"os/exec"

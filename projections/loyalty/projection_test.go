@@ -1,0 +1,274 @@
+package loyalty_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/conformance"
+	"github.com/touchstream/touchstream/projections/loyalty"
+	"github.com/touchstream/touchstream/projections/loyalty/ledger"
+	"github.com/touchstream/touchstream/projections/timeline"
+	"github.com/touchstream/touchstream/testkit"
+)
+
+const rulesFile = "../../deploy/loyalty.json"
+
+func rules(t testing.TB) *ledger.RuleSet {
+	t.Helper()
+	rs, err := ledger.Load(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// TestConformance runs the runtime's suite on the loyalty projection, pinned to the
+// first rule version (the workload activates none).
+func TestConformance(t *testing.T) {
+	rs := rules(t)
+	conformance.Run(t, conformance.Subject{
+		New: func(t *testing.T, target string, _ events.KeySource) projections.Projection {
+			p, err := loyalty.New(loyalty.Options{Target: target, Rules: rs, Pin: "2026-01"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		},
+		Snapshot: snapshot,
+		PerCustomer: func(ctx context.Context, pool *pgxpool.Pool, target string) (map[string]int64, error) {
+			rows, err := pool.Query(ctx, `SELECT customer_id, events FROM `+pgx.Identifier{target, "members"}.Sanitize())
+			if err != nil {
+				return nil, err
+			}
+			out := map[string]int64{}
+			var c string
+			var n int64
+			_, err = pgx.ForEachRow(rows, []any{&c, &n}, func() error { out[c] = n; return nil })
+			return out, err
+		},
+	})
+}
+
+// snapshot is every member's row and ledger, and the signals raised.
+func snapshot(ctx context.Context, pool *pgxpool.Pool, target string) (any, error) {
+	type member struct {
+		Tier                         string
+		Balance, Overdraft, Events   int64
+		Entries                      int32
+		Due                          *time.Time
+		Doc                          string
+		LedgerSum, LedgerRows, Kinds int64
+	}
+	s := pgx.Identifier{target}.Sanitize()
+	rows, err := pool.Query(ctx, `SELECT m.customer_id, m.tier, m.balance, m.overdraft, m.events, m.entries_total, m.next_due, m.doc,
+			coalesce(sum(e.points), 0), count(e.n), count(DISTINCT e.kind)
+		FROM `+s+`.members m LEFT JOIN `+s+`.entries e USING (customer_id) GROUP BY m.customer_id`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]member{}
+	var c string
+	var m member
+	var doc []byte
+	if _, err := pgx.ForEachRow(rows, []any{&c, &m.Tier, &m.Balance, &m.Overdraft, &m.Events, &m.Entries, &m.Due, &doc, &m.LedgerSum, &m.LedgerRows, &m.Kinds}, func() error {
+		m.Doc = string(doc)
+		out[c] = m
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	var sigs []string
+	rows, err = pool.Query(ctx, `SELECT id || ' ' || type || ' ' || customer_id || ' ' || data::text FROM `+s+`.signals ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	var sig string
+	if _, err := pgx.ForEachRow(rows, []any{&sig}, func() error { sigs = append(sigs, sig); return nil }); err != nil {
+		return nil, err
+	}
+	return map[string]any{"members": out, "signals": sigs}, nil
+}
+
+// logEnv is a log and a database for the loyalty tests.
+type logEnv struct {
+	pool   *pgxpool.Pool
+	js     jetstream.JetStream
+	layout events.Layout
+	cat    *events.Catalog
+	pub    *events.Publisher
+	deps   projections.Deps
+}
+
+func newLogEnv(t *testing.T) *logEnv {
+	t.Helper()
+	pool, _ := testkit.Pool(t)
+	ns := testkit.StartNATS(t)
+	nc, js := ns.JetStream(t)
+	def := streams.Default()
+	def.Layout.Partitions, def.Layout.Streams[0].Last = 4, 3
+	if _, err := streams.Apply(t.Context(), js, def); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := events.DefaultCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := events.NewPublisher(t.Context(), nc, events.WithLayout(def.Layout), events.WithKeys(testkit.NewKeys()),
+		events.WithLimits(events.Limits{MaxSize: 64 << 10}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &logEnv{pool: pool, js: js, layout: def.Layout, cat: cat, pub: pub}
+	e.deps = projections.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Log: testkit.Logger(t),
+		History: &projections.LogHistory{Index: &timeline.Index{Target: "timeline_v1", Layout: def.Layout}, JS: js,
+			Decoder: projections.NewDecoder(def.Layout, cat)}}
+	return e
+}
+
+func (e *logEnv) publish(t *testing.T, evs ...*events.Event) {
+	t.Helper()
+	for i, r := range e.pub.PublishBatch(t.Context(), evs) {
+		if r.Err != nil {
+			t.Fatalf("publish %d (%s): %v", i, evs[i].Type, r.Err)
+		}
+	}
+}
+
+func (e *logEnv) activate(t *testing.T, version string, effective time.Time) {
+	t.Helper()
+	evs, err := events.NewPartitionEvents(e.layout.Partitions, effective, events.LoyaltyRulesActivated{Version: version, EffectiveAt: effective})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		ev.Source = "urn:touchstream:service:loyalty-admin"
+	}
+	e.publish(t, evs...)
+}
+
+func event(t *testing.T, customer, source string, at time.Time, p events.Payload) *events.Event {
+	t.Helper()
+	ev, err := events.NewEvent(customer, at, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Source = source
+	return ev
+}
+
+func (e *logEnv) fold(t *testing.T, p projections.Projection) {
+	t.Helper()
+	r, err := projections.NewRunner(projections.Config{Group: "fold-" + p.Target()}, e.deps, timeline.New("timeline_v1"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CatchUp(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type entryRow struct {
+	Kind, Rules string
+	Points      int64
+}
+
+func ledgerOf(t *testing.T, pool *pgxpool.Pool, target, customer string) []entryRow {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), `SELECT kind, rules, points FROM `+pgx.Identifier{target, "entries"}.Sanitize()+
+		` WHERE customer_id = $1 ORDER BY n`, customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []entryRow
+	var r entryRow
+	if _, err := pgx.ForEachRow(rows, []any{&r.Kind, &r.Rules, &r.Points}, func() error { out = append(out, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestRulesActivatedInTheLog: a rule version applies from its activation in the log;
+// a blue/green rebuild pinned to a version recomputes history under it; the club's
+// queries answer from the ledger.
+func TestRulesActivatedInTheLog(t *testing.T) {
+	e := newLogEnv(t)
+	rs := rules(t)
+	cst := time.FixedZone("CST", 8*3600)
+	const store = "urn:touchstream:channel:store"
+	plan := events.Plan{ID: "4G-58", Name: "4G 58", Kind: "prepaid", MonthlyFee: events.CNY(5800)}
+	recharge := func(id string, at time.Time, yuan int64) *events.Event {
+		return event(t, "C-LOY-1", "urn:touchstream:channel:recharge", at,
+			events.RechargeCompleted{RechargeID: id, Amount: events.CNY(yuan * 100), Credited: events.CNY(yuan * 100), Method: "cash"})
+	}
+	// Before any activation the club is closed.
+	e.publish(t, recharge("R0", time.Date(2025, 12, 20, 10, 0, 0, 0, cst), 50))
+	e.activate(t, "2026-01", time.Date(2026, 1, 1, 0, 0, 0, 0, cst))
+	e.publish(t,
+		event(t, "C-LOY-1", store, time.Date(2026, 9, 20, 10, 0, 0, 0, cst), events.CustomerRegistered{
+			Name: events.Clear("测试"), Phone: events.Clear("13800138000"), CustomerType: "individual", Region: "CN-GD-SZ", Plan: plan}),
+		recharge("R1", time.Date(2026, 9, 25, 10, 0, 0, 0, cst), 100),
+	)
+	e.activate(t, "2026-10", time.Date(2026, 10, 1, 0, 0, 0, 0, cst))
+	e.publish(t, recharge("R2", time.Date(2026, 10, 3, 10, 0, 0, 0, cst), 100)) // National Day: double
+
+	live, err := loyalty.New(loyalty.Options{Target: "loyalty_v1", Rules: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fold(t, live)
+	got := ledgerOf(t, e.pool, "loyalty_v1", "C-LOY-1")
+	want := []entryRow{{"bonus", "2026-01", 200}, {"earn", "2026-01", 100}, {"earn", "2026-10", 200}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ledger under the activated versions: %v, want %v", got, want)
+	}
+	if n, err := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 10, 4, 0, 0, 0, 0, cst)); err != nil || n != 500 {
+		t.Fatalf("available: %d %v, want 500", n, err)
+	}
+	// As of a date before the October recharge, the ledger knew 300.
+	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 9, 30, 0, 0, 0, 0, cst)); n != 300 {
+		t.Fatalf("available as of 30 September: %d, want 300", n)
+	}
+	// The points expire at the end of the twelfth month after earning.
+	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2027, 10, 1, 0, 0, 0, 0, cst)); n != 200 {
+		t.Fatalf("available on 1 October 2027: %d, want 200 (September's lots expired)", n)
+	}
+
+	// A rebuild pinned to 2026-10: the whole history under it (joining bonus 300).
+	res, err := projections.Rebuild(t.Context(), e.deps, projections.RebuildSpec{Projection: loyalty.Name, Pin: "2026-10",
+		New: func(target string) (projections.Projection, error) {
+			return loyalty.New(loyalty.Options{Target: target, Rules: rs, Pin: "2026-10"})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = ledgerOf(t, e.pool, res.Target, "C-LOY-1")
+	want = []entryRow{{"earn", "2026-10", 50}, {"bonus", "2026-10", 300}, {"earn", "2026-10", 100}, {"earn", "2026-10", 200}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ledger of the rebuild pinned to 2026-10: %v, want %v", got, want)
+	}
+	if pin, _ := projections.TargetPin(t.Context(), e.pool, res.Target); pin != "2026-10" {
+		t.Fatalf("pin recorded: %q", pin)
+	}
+
+	totals, err := loyalty.ClubTotals(t.Context(), e.pool, "loyalty_v1", 24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if totals.Members != 1 || totals.Outstanding != 500 || len(totals.Months) != 2 || totals.Months[0].Month != "2026-09" ||
+		totals.Months[0].Earned != 100 || totals.Months[0].Bonus != 200 || totals.Months[1].Earned != 200 {
+		t.Fatalf("club totals: %+v", totals)
+	}
+	acct, err := loyalty.AccountOf(t.Context(), e.pool, "loyalty_v1", rs, "C-LOY-1", time.Time{}, 10)
+	if err != nil || acct.Balance != 500 || len(acct.Lots) != 3 || acct.Progress.Next == "" || len(acct.Entries) != 3 {
+		t.Fatalf("account: %+v %v", acct, err)
+	}
+}
