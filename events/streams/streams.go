@@ -7,6 +7,13 @@
 // and purge denied. Apply creates a missing stream and updates the settings that may
 // change (replicas, byte budget, duplicate window); it refuses to change what would
 // rewrite history's addressing (subjects, partitions).
+//
+// SIGNALS holds the derived signals (tier changes, overdrafts, alerts, breaches) that
+// projections write through their transactional outbox and a forwarder publishes on
+// signals.<type>. It is not the truth (signals can be derived again from the log) and is
+// kept for a bounded time (MaxAge); its duplicate window drops the forwarder's
+// at-least-once redeliveries (Nats-Msg-Id = signal id). Apply provisions it beside the
+// log streams; a definition file without a "signals" part gets the defaults.
 package streams
 
 import (
@@ -33,6 +40,52 @@ type Definition struct {
 	// Ingest enables the subject transform from <prefix>in.<customer>.<type> to the
 	// partitioned subject (single-stream layouts only).
 	Ingest bool `json:"ingest_transform"`
+	// Signals is the derived-signals stream; zero fields take DefaultSignals' values.
+	Signals SignalSettings `json:"signals"`
+}
+
+// SignalSettings are the settings of the SIGNALS stream.
+type SignalSettings struct {
+	Name            string   `json:"name"`
+	Replicas        int      `json:"replicas"`
+	MaxAge          Duration `json:"max_age"`
+	MaxBytes        int64    `json:"max_bytes"` // -1: bounded only by the server's store
+	DuplicateWindow Duration `json:"duplicate_window"`
+	MaxMsgSize      int32    `json:"max_msg_size"`
+}
+
+// SignalsSubjects are the subjects of the SIGNALS stream: signals.<type>.
+const SignalsSubjects = "signals.>"
+
+// DefaultSignals: SIGNALS, one replica, kept 30 days within 1 GiB, a ten-minute
+// duplicate window (longer than a forwarder restart), messages up to 64 KiB.
+func DefaultSignals() SignalSettings {
+	return SignalSettings{Name: "SIGNALS", Replicas: 1, MaxAge: Duration(30 * 24 * time.Hour), MaxBytes: 1 << 30,
+		DuplicateWindow: Duration(10 * time.Minute), MaxMsgSize: 64 << 10}
+}
+
+// withDefaults fills the zero fields from DefaultSignals.
+func (s SignalSettings) withDefaults() SignalSettings {
+	d := DefaultSignals()
+	if s.Name == "" {
+		s.Name = d.Name
+	}
+	if s.Replicas == 0 {
+		s.Replicas = d.Replicas
+	}
+	if s.MaxAge == 0 {
+		s.MaxAge = d.MaxAge
+	}
+	if s.MaxBytes == 0 {
+		s.MaxBytes = d.MaxBytes
+	}
+	if s.DuplicateWindow == 0 {
+		s.DuplicateWindow = d.DuplicateWindow
+	}
+	if s.MaxMsgSize == 0 {
+		s.MaxMsgSize = d.MaxMsgSize
+	}
+	return s
 }
 
 // Settings are the tunable settings of a log stream.
@@ -71,6 +124,7 @@ func Default() Definition {
 		// for headers, so the stream never refuses what a door accepted.
 		Touchpoints: Settings{Replicas: 1, MaxBytes: -1, DuplicateWindow: Duration(2 * time.Minute), MaxMsgSize: 65 << 10},
 		Ingest:      true,
+		Signals:     DefaultSignals(),
 	}
 }
 
@@ -113,6 +167,27 @@ func (d Definition) Validate() error {
 	}
 	if d.Ingest && len(d.Layout.Streams) != 1 {
 		errs = append(errs, errors.New("ingest_transform: only possible when one stream holds every partition"))
+	}
+	sg := d.Signals.withDefaults()
+	for _, sl := range d.Layout.Streams {
+		if sl.Name == sg.Name {
+			errs = append(errs, fmt.Errorf("signals.name %q: already names a log stream", sg.Name))
+		}
+	}
+	if sg.Replicas != 1 && sg.Replicas != 3 && sg.Replicas != 5 {
+		errs = append(errs, fmt.Errorf("signals.replicas %d: must be 1, 3 or 5", sg.Replicas))
+	}
+	if sg.MaxBytes < -1 {
+		errs = append(errs, fmt.Errorf("signals.max_bytes %d: must be -1 (server limit) or positive", sg.MaxBytes))
+	}
+	if sg.DuplicateWindow < Duration(time.Second) {
+		errs = append(errs, fmt.Errorf("signals.duplicate_window %s: must be at least 1s", time.Duration(sg.DuplicateWindow)))
+	}
+	if sg.MaxAge < sg.DuplicateWindow {
+		errs = append(errs, fmt.Errorf("signals.max_age %s: must be at least the duplicate window (%s)", time.Duration(sg.MaxAge), time.Duration(sg.DuplicateWindow)))
+	}
+	if sg.MaxMsgSize < 1024 {
+		errs = append(errs, fmt.Errorf("signals.max_msg_size %d: must be at least 1024", sg.MaxMsgSize))
 	}
 	return errors.Join(errs...)
 }
@@ -161,6 +236,28 @@ func (d Definition) Config() []jetstream.StreamConfig {
 	return out
 }
 
+// SignalsConfig returns the JetStream configuration of the SIGNALS stream.
+func (d Definition) SignalsConfig() jetstream.StreamConfig {
+	sg := d.Signals.withDefaults()
+	return jetstream.StreamConfig{
+		Name:              sg.Name,
+		Description:       "derived signals (signals.<type>), forwarded from the projections' outbox; deduplicated by signal id",
+		Subjects:          []string{SignalsSubjects},
+		Retention:         jetstream.LimitsPolicy,
+		MaxMsgs:           -1,
+		MaxBytes:          sg.MaxBytes,
+		Discard:           jetstream.DiscardOld,
+		MaxAge:            time.Duration(sg.MaxAge),
+		MaxMsgsPerSubject: -1,
+		MaxMsgSize:        sg.MaxMsgSize,
+		Storage:           jetstream.FileStorage,
+		Replicas:          sg.Replicas,
+		Duplicates:        time.Duration(sg.DuplicateWindow),
+		AllowDirect:       true,
+		MaxConsumers:      -1,
+	}
+}
+
 // Change is what Apply did to one stream.
 type Change struct {
 	Stream string
@@ -171,7 +268,7 @@ type Change struct {
 // change. Repartitioning is a migration, never an in-place update.
 var ErrIncompatible = errors.New("stream exists with incompatible subjects or layout")
 
-// Apply creates or updates the log streams. It is idempotent.
+// Apply creates or updates the log streams and the SIGNALS stream. It is idempotent.
 func Apply(ctx context.Context, js jetstream.JetStream, d Definition) ([]Change, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
@@ -215,7 +312,46 @@ func Apply(ctx context.Context, js jetstream.JetStream, d Definition) ([]Change,
 		}
 		out = append(out, Change{want.Name, "updated"})
 	}
-	return out, nil
+	ch, err := applySignals(ctx, js, d.SignalsConfig())
+	if err != nil {
+		return out, err
+	}
+	return append(out, ch), nil
+}
+
+// applySignals creates the SIGNALS stream or updates its limits; it refuses to change
+// its subjects.
+func applySignals(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (Change, error) {
+	s, err := js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if _, err := js.CreateStream(ctx, want); err != nil {
+			return Change{}, fmt.Errorf("create stream %s: %w", want.Name, err)
+		}
+		return Change{want.Name, "created"}, nil
+	}
+	if err != nil {
+		return Change{}, fmt.Errorf("stream %s: %w", want.Name, err)
+	}
+	have := s.CachedInfo().Config
+	if !slices.Equal(have.Subjects, want.Subjects) {
+		return Change{}, fmt.Errorf("stream %s: %w: has subjects %v, definition wants %v", want.Name, ErrIncompatible, have.Subjects, want.Subjects)
+	}
+	merged := have
+	merged.Replicas = want.Replicas
+	merged.MaxBytes = want.MaxBytes
+	merged.MaxAge = want.MaxAge
+	merged.Duplicates = want.Duplicates
+	merged.MaxMsgSize = want.MaxMsgSize
+	merged.Discard = want.Discard
+	merged.AllowDirect = want.AllowDirect
+	merged.Description = want.Description
+	if reflect.DeepEqual(comparable(merged), comparable(have)) {
+		return Change{want.Name, "unchanged"}, nil
+	}
+	if _, err := js.UpdateStream(ctx, merged); err != nil {
+		return Change{}, fmt.Errorf("update stream %s: %w", want.Name, err)
+	}
+	return Change{want.Name, "updated"}, nil
 }
 
 // comparable drops what the server adds to a config so that two configs compare equal

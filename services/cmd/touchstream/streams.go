@@ -79,7 +79,7 @@ type streamStatus struct {
 
 func inspectStreams(ctx context.Context, js jetstream.JetStream, def streams.Definition, asJSON bool, stdout io.Writer) error {
 	var out []streamStatus
-	for _, sc := range def.Config() {
+	for _, sc := range append(def.Config(), def.SignalsConfig()) {
 		s, err := js.Stream(ctx, sc.Name)
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
