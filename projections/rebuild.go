@@ -378,7 +378,6 @@ func nextVersion(ctx context.Context, tx pgx.Tx, projection, serving string) (in
 	return next, err
 }
 
-
 func recordProgress(ctx context.Context, pool *pgxpool.Pool, p RebuildProgress, status, errText string) {
 	// applied counts every event the version consumed, over all its runs: the sum of
 	// its checkpoints' counters.

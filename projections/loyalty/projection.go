@@ -2,9 +2,7 @@ package loyalty
 
 import (
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/migrate"
+	"github.com/touchstream/touchstream/projections/outbox"
 )
 
 // Name is the projection's name; its versions are loyalty_v1, loyalty_v2, ...
@@ -42,21 +41,10 @@ type Options struct {
 	// Pin folds the whole history under one rule version (a correction or a what-if
 	// rebuild); "" : the versions the log activates, each from its effective time.
 	Pin string
-	// Signals, when set, receives the signals to emit, inside the batch's transaction
-	// (the transactional outbox). They are also recorded in the version's signals table.
-	Signals func(ctx context.Context, tx pgx.Tx, sigs []Signal) error
-}
-
-// Signal is a derived signal: ids, codes and numbers, never personal data.
-type Signal struct {
-	ID        string          `json:"id"` // the same fact always has the same id
-	Type      string          `json:"type"`
-	Customer  string          `json:"customer_id"`
-	Partition int             `json:"partition"`
-	At        time.Time       `json:"at"`
-	Seq       uint64          `json:"seq"`
-	CausedBy  events.EventRef `json:"caused_by"`
-	Data      json.RawMessage `json:"data"`
+	// Outbox: signals also go to the transactional outbox (forwarded to the SIGNALS
+	// stream), in the batch's transaction. They are always recorded in the version's
+	// signals table.
+	Outbox bool
 }
 
 // Projection folds the log into the loyalty ledger.
@@ -89,6 +77,11 @@ func (p *Projection) Target() string { return p.opts.Target }
 
 // Migrate creates the tables.
 func (p *Projection) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	if p.opts.Outbox {
+		if err := outbox.Migrate(ctx, pool); err != nil {
+			return err
+		}
+	}
 	return migrate.Apply(ctx, pool, Name, p.opts.Target, migrations, "migrations")
 }
 
@@ -210,7 +203,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 	}
 	b.Stage("load", t)
 	t = time.Now()
-	var sigs []Signal
+	var sigs []outbox.Signal
 	var settle []string
 	for _, c := range order {
 		st := members[c]
@@ -228,13 +221,13 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 			if err != nil {
 				return projections.Poison(e, err)
 			}
-			ev, err := ledgerEvent(e)
-			if err != nil {
-				return projections.Poison(e, err)
-			}
 			if _, err := book.At(e.Time); errors.Is(err, ledger.ErrNoRules) {
 				st.events-- // no rules in force at its time (the club was not open): earns nothing
 				continue
+			}
+			ev, err := ledgerEvent(e)
+			if err != nil {
+				return projections.Poison(e, err)
 			}
 			out, err := st.m.Apply(book, ev)
 			if err != nil {
@@ -257,7 +250,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 						return err
 					}
 					if emit {
-						sigs = append(sigs, signalsOf(c, e, st.m, corr)...)
+						sigs = append(sigs, p.signalsOf(c, e, st.m, corr)...)
 					}
 				}
 				continue
@@ -271,7 +264,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 					return err
 				}
 				if emit {
-					sigs = append(sigs, signalsOf(c, e, st.m, out)...)
+					sigs = append(sigs, p.signalsOf(c, e, st.m, out)...)
 				}
 			}
 		}
@@ -303,7 +296,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 					return err
 				}
 				if emit {
-					sigs = append(sigs, signalsOf(c, tick, st.m, out)...)
+					sigs = append(sigs, p.signalsOf(c, tick, st.m, out)...)
 				}
 			}
 		}
@@ -389,23 +382,22 @@ func (p *Projection) RecomputeCustomer(ctx context.Context, tx pgx.Tx, customer 
 
 var _ projections.CustomerRecomputer = (*Projection)(nil)
 
-func signalsOf(customer string, e *projections.Envelope, m *ledger.Member, out ledger.Outcome) []Signal {
-	var sigs []Signal
+func (p *Projection) signalsOf(customer string, e *projections.Envelope, m *ledger.Member, out ledger.Outcome) []outbox.Signal {
+	var sigs []outbox.Signal
 	for i, tc := range out.TierChanges {
 		data, _ := json.Marshal(tc)
-		sigs = append(sigs, newSignal(SignalTierChanged, customer, e, fmt.Sprint(i), data))
+		sigs = append(sigs, p.newSignal(SignalTierChanged, customer, e, fmt.Sprint(i), data))
 	}
 	if out.Overdraft {
 		data, _ := json.Marshal(map[string]int64{"owed_points": m.Overdraft})
-		sigs = append(sigs, newSignal(SignalOverdraft, customer, e, "", data))
+		sigs = append(sigs, p.newSignal(SignalOverdraft, customer, e, "", data))
 	}
 	return sigs
 }
 
-func newSignal(typ, customer string, e *projections.Envelope, disc string, data json.RawMessage) Signal {
-	h := sha256.Sum256([]byte(typ + "\x00" + customer + "\x00" + e.Source + "\x00" + e.ID + "\x00" + disc))
-	return Signal{ID: hex.EncodeToString(h[:16]), Type: typ, Customer: customer, Partition: e.Partition, At: e.Time,
-		Seq: e.Seq, CausedBy: e.Ref(), Data: data}
+func (p *Projection) newSignal(typ, customer string, e *projections.Envelope, disc string, data json.RawMessage) outbox.Signal {
+	return outbox.Signal{ID: outbox.NewID(typ, e.Ref(), customer+"/"+disc), Type: typ, Customer: customer, Partition: e.Partition,
+		Time: e.Time, Seq: e.Seq, CausedBy: e.Ref(), Target: p.opts.Target, Data: data}
 }
 
 // loadBooks reads the activations of the partitions from the version's table.
@@ -591,7 +583,7 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, order []string, membe
 }
 
 // emit records the signals in the version's table and hands them to the outbox.
-func (p *Projection) emit(ctx context.Context, tx pgx.Tx, sigs []Signal) error {
+func (p *Projection) emit(ctx context.Context, tx pgx.Tx, sigs []outbox.Signal) error {
 	if len(sigs) == 0 {
 		return nil
 	}
@@ -601,15 +593,15 @@ func (p *Projection) emit(ctx context.Context, tx pgx.Tx, sigs []Signal) error {
 	var data [][]byte
 	for _, s := range sigs {
 		ids, custs, types = append(ids, s.ID), append(custs, s.Customer), append(types, s.Type)
-		ats, seqs, data = append(ats, s.At), append(seqs, int64(s.Seq)), append(data, s.Data)
+		ats, seqs, data = append(ats, s.Time), append(seqs, int64(s.Seq)), append(data, s.Data)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{p.opts.Target}.Sanitize()+`.signals (id, customer_id, type, at, seq, data)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::jsonb[]) ON CONFLICT (id) DO NOTHING`,
 		ids, custs, types, ats, seqs, data); err != nil {
 		return fmt.Errorf("loyalty: record signals: %w", err)
 	}
-	if p.opts.Signals != nil {
-		return p.opts.Signals(ctx, tx, sigs)
+	if p.opts.Outbox {
+		return outbox.Emit(ctx, tx, sigs...)
 	}
 	return nil
 }
@@ -629,7 +621,8 @@ func Settle(ctx context.Context, tx pgx.Tx, reservationIDs []string) error {
 	if !exists {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `UPDATE redeem.reservations SET status = 'settled' WHERE id::text = ANY($1) AND status <> 'settled'`, reservationIDs); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE redeem.reservations SET status = 'settled', settled_at = now()
+		WHERE id = ANY($1::text[]) AND status <> 'settled'`, reservationIDs); err != nil {
 		return fmt.Errorf("loyalty: settle reservations: %w", err)
 	}
 	return nil

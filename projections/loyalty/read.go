@@ -70,7 +70,9 @@ func AccountOf(ctx context.Context, q projections.Querier, target string, rules 
 	}
 	a := &Account{Customer: customer, Balance: m.Balance(asOf), AsOf: asOf, Tier: m.Tier, Overdraft: m.Overdraft, Member: m, Rules: rules}
 	for _, l := range m.Lots {
-		if asOf.Before(l.ExpiresAt) {
+		// Lots are the member's present: listed for a moment at or after its time only
+		// (a past balance is summed from the ledger).
+		if !asOf.Before(m.Now) && asOf.Before(l.ExpiresAt) {
 			a.Lots = append(a.Lots, l)
 			if l.ExpiresAt.Before(asOf.AddDate(0, 0, 90)) {
 				a.Expiring90 += l.Remaining

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/touchstream/touchstream/events/streams"
@@ -16,6 +20,7 @@ import (
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/query"
+	"github.com/touchstream/touchstream/services/internal/redeem"
 )
 
 // benchDatabaseURL is the bench's default PostgreSQL: the local cluster's maintenance
@@ -57,6 +62,10 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	club, err := loadLoyaltyRules(&c)
+	if err != nil {
+		return err
+	}
 	o.Streams, o.AdminURL = def, c.DatabaseURL
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -67,6 +76,20 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 			f := projectorFlags{batch: 1000, linger: 5 * time.Millisecond, leaseTTL: 5 * time.Second, instance: "bench"}
 			return buildProjector(f, projectorDeps{pool: d.Pool, nc: d.NC, js: d.JS, layout: d.Layout, cat: d.Catalog, tiers: tiers,
 				phoneKey: d.PhoneKey, keys: d.Keys, registry: d.Registry, log: d.Log}, nil)
+		},
+		Redeem: func(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, log *slog.Logger) (http.Handler, func(), error) {
+			if err := redeem.Migrate(ctx, pool); err != nil {
+				return nil, nil, err
+			}
+			srv, pub, err := buildRedeem(ctx, redeemFlags{addr: "127.0.0.1:0"}, redeemDeps{pool: pool, nc: nc, layout: def.Layout,
+				registry: prometheus.NewRegistry(), log: log})
+			if err != nil {
+				return nil, nil, err
+			}
+			return srv.Handler(), func() { _ = pub.Close() }, nil
+		},
+		Loyalty: func(target, pin string) (projections.Projection, error) {
+			return newLoyalty(target, pin, projectorDeps{loyalty: club})
 		},
 		Customer360: func(d bench.ProjectorDeps, target string) (projections.Projection, error) {
 			return newCustomer360(target, projectorDeps{tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey})

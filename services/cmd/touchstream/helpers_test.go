@@ -11,6 +11,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/secrets"
@@ -30,6 +31,7 @@ type cliEnv struct {
 	def       streams.Definition
 	cat       *events.Catalog
 	tiers     valuetier.Config
+	loyalty   *ledger.RuleSet
 	phoneKey  []byte
 	env       config.Env
 }
@@ -52,6 +54,9 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		t.Fatal(err)
 	}
 	if c.tiers, err = valuetier.Load(filepath.Join(c.deployDir, "tiers.json")); err != nil {
+		t.Fatal(err)
+	}
+	if c.loyalty, err = ledger.Load(filepath.Join(c.deployDir, "loyalty.json")); err != nil {
 		t.Fatal(err)
 	}
 	if c.cat, err = events.DefaultCatalog(); err != nil {
@@ -87,7 +92,7 @@ func (c *cliEnv) publisher(t *testing.T, source string) *events.Publisher {
 // projectorDeps are the projector's dependencies over this environment.
 func (c *cliEnv) projectorDeps(t *testing.T) projectorDeps {
 	return projectorDeps{pool: c.pool, nc: c.nc, js: c.js, layout: c.def.Layout, cat: c.cat, tiers: c.tiers, phoneKey: c.phoneKey,
-		keys: events.NewKeyClient(c.nc, events.KeyClientConfig{}), log: testkit.Logger(t)}
+		keys: events.NewKeyClient(c.nc, events.KeyClientConfig{}), log: testkit.Logger(t), loyalty: c.loyalty}
 }
 
 // foldAll folds the log into the first versions of the timeline and customer 360,

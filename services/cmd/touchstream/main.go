@@ -35,13 +35,15 @@ func commands() []command {
 		{"gateway", "serve the ingest gateway: channel systems' HTTP and NATS request-reply doors to the log", runGateway},
 		{"keys", "serve the key service (customers' data keys over NATS request-reply)", runKeys},
 		{"query", "serve the query API: customer profile, timeline and search, with OpenAPI", runQuery},
-		{"projector", "fold the log into the read models (timeline, customer 360, idempotency index)", runProjector},
+		{"redeem", "serve the loyalty redemption API (the only producer of points.redeemed), with OpenAPI", runRedeem},
+		{"projector", "fold the log into the read models (timeline, customer 360, loyalty ledger, idempotency index)", runProjector},
 		{"bench", "measure throughput and latency on this machine, beside its raw limits (make bench)", runBench},
 		{"status", "show the log's streams and every projection target: checkpoints, lag, dead letters, rebuilds", runStatus},
 		{"dlq", "dead letters: list, show, redrive (recompute the customer) or discard (recorded in the log)", runDLQ},
 		{"history", "a customer's events from the log, for audit (personal fields sealed unless --reveal)", runHistory},
 		{"rebuild", "build a new version of a read model from the log beside the serving one, then switch readers (or recompute customers)", runRebuild},
 		{"replay", "replay a range of the log into a new version for inspection, or recompute listed customers", runReplay},
+		{"loyalty", "the loyalty club's rule versions: list them, activate one from an effective time (an event in the log)", runLoyalty},
 		{"verify", "check a read model against the log (customer 360: counts, sequence hashes, spend totals)", runVerify},
 	}
 }

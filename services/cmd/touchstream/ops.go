@@ -82,7 +82,11 @@ func connectOps(ctx context.Context, f *opsFlags, withKeys, withPublisher bool) 
 			if err != nil {
 				return nil, err
 			}
-			return projectionFor(target, projectorDeps{tiers: tiers, keys: keys, phoneKey: key})
+			club, err := loadLoyaltyRules(c)
+			if err != nil {
+				return nil, err
+			}
+			return resolveTarget(target, projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: key, loyalty: club})
 		}}
 	if withKeys {
 		deps.Keys = keys

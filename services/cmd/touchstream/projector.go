@@ -19,6 +19,9 @@ import (
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/customer360"
 	"github.com/touchstream/touchstream/projections/dedup"
+	"github.com/touchstream/touchstream/projections/loyalty"
+	"github.com/touchstream/touchstream/projections/loyalty/ledger"
+	"github.com/touchstream/touchstream/projections/outbox"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/projections/verify"
@@ -33,11 +36,12 @@ import (
 const (
 	timelineTarget    = "timeline_v1"
 	customer360Target = "customer360_v1"
+	loyaltyTarget     = "loyalty_v1"
 )
 
 // defaultServing is the serving version of each versioned read model on a new database.
 func defaultServing() map[string]string {
-	return map[string]string{timeline.Name: timelineTarget, customer360.Name: customer360Target}
+	return map[string]string{timeline.Name: timelineTarget, customer360.Name: customer360Target, loyalty.Name: loyaltyTarget}
 }
 
 // servingPoll is how often a projector looks for a switched serving version.
@@ -81,6 +85,13 @@ type projectorDeps struct {
 	keys     events.KeySource
 	registry prometheus.Registerer
 	log      *slog.Logger
+	// loyalty are the club's earning rules (deploy/loyalty.json); nil: no loyalty
+	// projection. loyaltyPin is the rule version the serving loyalty version was
+	// rebuilt pinned to ("" : as the log activates them). loyaltyOutbox sends its
+	// signals through the transactional outbox to SIGNALS (the live projector).
+	loyalty       *ledger.RuleSet
+	loyaltyPin    string
+	loyaltyOutbox bool
 }
 
 // buildProjector assembles the projector: the read models it folds, in the order they
@@ -105,6 +116,17 @@ func buildProjector(f projectorFlags, d projectorDeps, serving map[string]string
 		c360,
 		dedup.Projection{},
 	}
+	if d.loyalty != nil {
+		lt := loyaltyTarget
+		if t := serving[loyalty.Name]; t != "" {
+			lt = t
+		}
+		lp, err := newLoyalty(lt, d.loyaltyPin, d)
+		if err != nil {
+			return nil, err
+		}
+		readModels = append(readModels, lp)
+	}
 	history := &projections.LogHistory{
 		Index:   &timeline.Index{Target: tl, Layout: d.layout},
 		JS:      d.js,
@@ -122,18 +144,49 @@ func newCustomer360(target string, d projectorDeps) (projections.Projection, err
 	return customer360.New(customer360.Options{Target: target, Tiers: d.tiers, Keys: d.keys, PhoneKey: d.phoneKey})
 }
 
+// newLoyalty binds the loyalty projection to a target, under a pinned rule version
+// ("" : as the log activates them).
+func newLoyalty(target, pin string, d projectorDeps) (projections.Projection, error) {
+	if d.loyalty == nil {
+		return nil, fmt.Errorf("loyalty rules not loaded (deploy/loyalty.json)")
+	}
+	return loyalty.New(loyalty.Options{Target: target, Rules: d.loyalty, Pin: pin, Outbox: d.loyaltyOutbox})
+}
+
 // projectionFor builds the projection that writes a versioned target
-// (customer360_v3, timeline_v2), as the projector does: for rebuilds, replays and
-// redrives into any version.
-func projectionFor(target string, d projectorDeps) (projections.Projection, error) {
+// (customer360_v3, timeline_v2, loyalty_v2), as the projector does: for rebuilds,
+// replays and redrives into any version. pin is the rule version a loyalty version is
+// pinned to.
+func projectionFor(target, pin string, d projectorDeps) (projections.Projection, error) {
 	name, _, ok := projections.TargetVersion(target)
 	switch {
 	case ok && name == customer360.Name:
 		return newCustomer360(target, d)
 	case ok && name == timeline.Name:
 		return timeline.New(target), nil
+	case ok && name == loyalty.Name:
+		return newLoyalty(target, pin, d)
 	}
-	return nil, fmt.Errorf("no projection writes target %q (known: %s_vN, %s_vN)", target, customer360.Name, timeline.Name)
+	return nil, fmt.Errorf("no projection writes target %q (known: %s_vN, %s_vN, %s_vN)", target, customer360.Name, timeline.Name, loyalty.Name)
+}
+
+// resolveTarget is projectionFor with the target's pin looked up: for redrives.
+func resolveTarget(target string, d projectorDeps) (projections.Projection, error) {
+	pin := ""
+	if d.pool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if pin, err = projections.TargetPin(ctx, d.pool, target); err != nil {
+			return nil, err
+		}
+	}
+	return projectionFor(target, pin, d)
+}
+
+// loadLoyaltyRules reads the club's earning rules.
+func loadLoyaltyRules(c *config.Common) (*ledger.RuleSet, error) {
+	return ledger.Load(c.DeployFile("loyalty.json"))
 }
 
 // followServing runs the projector over the serving versions and, when a rebuild
@@ -156,6 +209,16 @@ func followServing(ctx context.Context, f projectorFlags, d projectorDeps, every
 				return nil
 			case <-time.After(every):
 			}
+		}
+		if d.loyalty != nil {
+			pin, err := projections.TargetPin(ctx, d.pool, serving[loyalty.Name])
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			d.loyaltyPin = pin
 		}
 		runner, err := buildProjector(f, d, serving)
 		if err != nil {
@@ -258,13 +321,17 @@ func runProjector(ctx context.Context, args []string, env config.Env, stdout io.
 		return err
 	}
 	reg := newRegistry()
+	club, err := loadLoyaltyRules(&c)
+	if err != nil {
+		return err
+	}
 	deps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log}
+		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log, loyalty: club, loyaltyOutbox: true}
 	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}}, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "projector folding the serving versions of %s and %s, and %s (admin %s)\n", timeline.Name, customer360.Name, dedup.Schema, c.AdminAddr)
+	fmt.Fprintf(stdout, "projector folding the serving versions of %s, %s and %s, and %s (admin %s)\n", timeline.Name, customer360.Name, loyalty.Name, dedup.Schema, c.AdminAddr)
 	pruner := &dedup.Pruner{Pool: pool, Horizon: f.horizon, Log: log}
 	var verifier *verify.Verifier
 	if f.verifyEvery > 0 {
@@ -277,6 +344,9 @@ func runProjector(ctx context.Context, args []string, env config.Env, stdout io.
 	g.Go(func() error { return followServing(gctx, f, deps, servingPoll) })
 	g.Go(func() error { return pruner.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
+	// Derived signals: from the outbox the projections write in their batches to SIGNALS.
+	fwd := outbox.Forwarder{Pool: pool, JS: js, Stream: def.SignalsConfig().Name, Registry: reg, Log: log}
+	g.Go(func() error { return fwd.Run(gctx) })
 	if verifier != nil {
 		g.Go(func() error { return verifier.Every(gctx, f.verifyEvery) })
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/config"
@@ -84,9 +85,13 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	club, err := loadLoyaltyRules(&c)
+	if err != nil {
+		return err
+	}
 	srv, err := buildQuery(f, queryDeps{
 		db: pool, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), layout: def.Layout,
-		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log,
+		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -112,6 +117,7 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 
 // queryDeps are what the query API is built from.
 type queryDeps struct {
+	loyalty  *ledger.RuleSet // nil: no loyalty routes
 	db       projections.Querier
 	keys     events.KeySource
 	layout   events.Layout
@@ -132,6 +138,7 @@ func buildQuery(f queryFlags, d queryDeps) (*query.Server, error) {
 		Layout:            d.layout,
 		PhoneKey:          d.phoneKey,
 		Tiers:             d.tiers.Names(),
+		LoyaltyRules:      d.loyalty,
 	}, query.Deps{
 		DB: d.db, Keys: d.keys, Viewer: query.MaskedForEveryone, Registry: d.registry, Log: d.log,
 	})

@@ -16,18 +16,20 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/customer360"
+	"github.com/touchstream/touchstream/projections/loyalty"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/services/internal/config"
 )
 
 const rebuildUsage = `usage:
   touchstream rebuild <projection> [flags]             build a new version from the log, then switch readers
+  touchstream rebuild loyalty --pin 2026-10            ... with the whole history under one rule version
   touchstream rebuild <projection> --customer ID ...   recompute customers in place in the serving version
   touchstream rebuild list [--json]                    rebuilds, running and finished
   touchstream rebuild switch <target>                  make a version built with --no-switch the serving one
   touchstream rebuild drop <target>                    delete a version that no longer serves
 
-Projections: customer360, timeline. A rebuild folds the whole log into the next version
+Projections: customer360, timeline, loyalty. A rebuild folds the whole log into the next version
 (customer360_v2, ...) while the serving version keeps answering; it shows progress
 with rate and ETA, survives interruption (run the same command again: it resumes from
 its checkpoints), then switches readers in one statement. The live projector follows
@@ -61,12 +63,16 @@ func connectFold(ctx context.Context, c config.Common, name string) (*foldDeps, 
 	if err != nil {
 		return nil, err
 	}
+	club, err := loadLoyaltyRules(&c)
+	if err != nil {
+		return nil, err
+	}
 	tc, err := connectTool(ctx, &c, name, 8)
 	if err != nil {
 		return nil, err
 	}
 	return &foldDeps{toolConn: tc, projDep: projectorDeps{pool: tc.pool, nc: tc.nc, js: tc.js, layout: tc.def.Layout, cat: tc.cat,
-		tiers: tiers, phoneKey: phoneKey, keys: events.NewKeyClient(tc.nc, events.KeyClientConfig{}), log: tc.log}}, nil
+		tiers: tiers, phoneKey: phoneKey, keys: events.NewKeyClient(tc.nc, events.KeyClientConfig{}), log: tc.log, loyalty: club}}, nil
 }
 
 // runtimeDeps are the runner's dependencies, with the customer index over the serving
@@ -88,12 +94,25 @@ func (d *foldDeps) history(timelineTarget string) *projections.LogHistory {
 	}
 }
 
-// newVersion binds a versioned projection to a target.
-func (d *foldDeps) newVersion(projection string) (func(string) (projections.Projection, error), error) {
-	if projection != customer360.Name && projection != timeline.Name {
-		return nil, fmt.Errorf("%w: unknown projection %q: one of %s, %s (dedup is an index, not versioned)", errUsage, projection, customer360.Name, timeline.Name)
+// newVersion binds a versioned projection to a target, under a pinned rule version
+// for loyalty.
+func (d *foldDeps) newVersion(projection, pin string) (func(string) (projections.Projection, error), error) {
+	switch projection {
+	case customer360.Name, timeline.Name:
+		if pin != "" {
+			return nil, fmt.Errorf("%w: --pin: %s has no rule versions (only %s has)", errUsage, projection, loyalty.Name)
+		}
+	case loyalty.Name:
+		if pin != "" {
+			if _, err := d.projDep.loyalty.Version(pin); err != nil {
+				return nil, fmt.Errorf("%w: --pin: %w", errUsage, err)
+			}
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown projection %q: one of %s, %s, %s (dedup is an index, not versioned)", errUsage, projection,
+			customer360.Name, timeline.Name, loyalty.Name)
 	}
-	return func(t string) (projections.Projection, error) { return projectionFor(t, d.projDep) }, nil
+	return func(t string) (projections.Projection, error) { return projectionFor(t, pin, d.projDep) }, nil
 }
 
 // runRebuild runs `touchstream rebuild`.
@@ -105,6 +124,7 @@ func runRebuild(ctx context.Context, args []string, env config.Env, stdout io.Wr
 	noSwitch := fs.Bool("no-switch", false, "build the new version but leave readers on the serving one (switch later with: touchstream rebuild switch TARGET)")
 	target := fs.String("target", "", "name of the new version (default: resume an interrupted rebuild, else the next version number)")
 	customers := fs.String("customer", "", "comma-separated customer ids: recompute them in place in the serving version instead")
+	pin := fs.String("pin", "", "loyalty: fold the whole history under this rule version of deploy/loyalty.json (a correction or a what-if)")
 	switchWait := fs.Duration("switch-wait", time.Minute, "how long the switch waits for the live projector to bring the serving version as far as the new one")
 	rf := registerFoldFlags(fs)
 	pos, err := parseWithArgs(fs, args)
@@ -146,11 +166,11 @@ func runRebuild(ctx context.Context, args []string, env config.Env, stdout io.Wr
 	if *customers != "" {
 		return recomputeCustomers(ctx, d, verb, *customers, stdout, rf.json)
 	}
-	newFn, err := d.newVersion(verb)
+	newFn, err := d.newVersion(verb, *pin)
 	if err != nil {
 		return err
 	}
-	return rf.run(ctx, d, projections.RebuildSpec{Projection: verb, New: newFn, Target: *target, Switch: !*noSwitch, SwitchWait: *switchWait}, stdout)
+	return rf.run(ctx, d, projections.RebuildSpec{Projection: verb, New: newFn, Target: *target, Pin: *pin, Switch: !*noSwitch, SwitchWait: *switchWait}, stdout)
 }
 
 // runReplay runs `touchstream replay`.
@@ -205,7 +225,7 @@ func runReplay(ctx context.Context, args []string, env config.Env, stdout io.Wri
 	if *customers != "" {
 		return recomputeCustomers(ctx, d, projection, *customers, stdout, rf.json)
 	}
-	newFn, err := d.newVersion(projection)
+	newFn, err := d.newVersion(projection, "")
 	if err != nil {
 		return err
 	}
@@ -310,14 +330,14 @@ func endOf(to uint64) string {
 // recomputeCustomers recomputes customers in place in the serving version of a
 // projection, from their own events (the timeline index and direct gets).
 func recomputeCustomers(ctx context.Context, d *foldDeps, projection, list string, stdout io.Writer, asJSON bool) error {
-	if projection != customer360.Name {
-		return fmt.Errorf("%w: only %s recomputes single customers; rebuild %s as a new version", errUsage, customer360.Name, projection)
+	if projection != customer360.Name && projection != loyalty.Name {
+		return fmt.Errorf("%w: only %s and %s recompute single customers; rebuild %s as a new version", errUsage, customer360.Name, loyalty.Name, projection)
 	}
 	serving, err := projections.EnsureServing(ctx, d.pool, defaultServing())
 	if err != nil {
 		return err
 	}
-	proj, err := newCustomer360(serving[customer360.Name], d.projDep)
+	proj, err := resolveTarget(serving[projection], d.projDep)
 	if err != nil {
 		return err
 	}

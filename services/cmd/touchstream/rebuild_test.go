@@ -164,7 +164,9 @@ func TestRebuildCommandUnderLiveTraffic(t *testing.T) {
 	}{
 		{[]string{"rebuild", "--help"}, flag.ErrHelp},
 		{[]string{"rebuild"}, errUsage},
-		{[]string{"rebuild", "loyalty"}, errUsage},
+		{[]string{"rebuild", "dedup"}, errUsage},
+		{[]string{"rebuild", "customer360", "--pin", "2026-10"}, errUsage},
+		{[]string{"rebuild", "loyalty", "--pin", "1999-01"}, errUsage},
 		{[]string{"rebuild", "drop"}, errUsage},
 		{[]string{"replay", "customer360"}, errUsage},
 		{[]string{"replay", "customer360", "--from-seq", "5", "--customers", "C-1"}, errUsage},

@@ -20,6 +20,7 @@ import (
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/dedup"
+	"github.com/touchstream/touchstream/projections/outbox"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/clock"
 	"github.com/touchstream/touchstream/services/internal/config"
@@ -30,6 +31,7 @@ import (
 	"github.com/touchstream/touchstream/services/internal/ops"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 	"github.com/touchstream/touchstream/services/internal/query"
+	"github.com/touchstream/touchstream/services/internal/redeem"
 	"github.com/touchstream/touchstream/services/internal/simulate"
 )
 
@@ -38,6 +40,7 @@ type runFlags struct {
 	natsPort  int
 	gateway   string
 	query     string
+	redeem    string
 	simulator simulatorFlags
 	projector projectorFlags
 }
@@ -56,6 +59,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fs.IntVar(&f.natsPort, "nats-port", 4333, "port of the embedded nats-server (when --nats-url is empty)")
 	fs.StringVar(&f.gateway, "gateway-addr", gateway.DefaultAddr, "gateway HTTP listen address")
 	fs.StringVar(&f.query, "query-addr", query.DefaultAddr, "query API listen address")
+	fs.StringVar(&f.redeem, "redeem-addr", redeem.DefaultAddr, "loyalty redemption API listen address")
 	f.simulator.register(fs)
 	f.projector.register(fs, env)
 	if err := parse(fs, args); err != nil {
@@ -146,19 +150,39 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	}
 
 	// Projector and query API.
-	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector")}
-	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
-		tiers: tiers, registry: reg, log: log.With("service", "query")})
+	club, err := loadLoyaltyRules(&c)
 	if err != nil {
 		return err
 	}
+	opened, err := ensureClubOpen(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log}, club)
+	if err != nil {
+		return fmt.Errorf("open the loyalty club: %w", err)
+	}
+	if opened != "" {
+		log.Info("loyalty club opened with the newest rule version (embedded default)", "version", opened)
+	}
+	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
+		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, loyaltyOutbox: true}
+	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
+		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club})
+	if err != nil {
+		return err
+	}
+	if err := redeem.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	rdm, rdmPub, err := buildRedeem(ctx, redeemFlags{addr: f.redeem}, redeemDeps{pool: pool, nc: nc, layout: def.Layout,
+		registry: reg, log: log.With("service", "redeem")})
+	if err != nil {
+		return err
+	}
+	defer rdmPub.Close()
 	opsPub, err := events.NewPublisher(ctx, nc, events.WithLayout(def.Layout), events.WithSource(ops.Source), events.WithCatalog(cat))
 	if err != nil {
 		return err
 	}
 	opsSvc, err := ops.New(ops.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Publisher: opsPub, Log: log.With("service", "ops"),
-		Resolve: func(target string) (projections.Projection, error) { return projectionFor(target, projDeps) }})
+		Resolve: func(target string) (projections.Projection, error) { return resolveTarget(target, projDeps) }})
 	if err != nil {
 		return err
 	}
@@ -188,6 +212,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fmt.Fprintln(tw, "SERVICE\tWHERE")
 	fmt.Fprintf(tw, "gateway (CloudEvents over HTTP)\thttp://%s/v1/events\n", f.gateway)
 	fmt.Fprintf(tw, "query API\thttp://%s/v1/customers?tier=gold  (OpenAPI: /v1/openapi.json)\n", f.query)
+	fmt.Fprintf(tw, "redemption API\thttp://%s/v1/loyalty/members/{id}/redemptions  (OpenAPI: /v1/loyalty/openapi.json)\n", f.redeem)
 	fmt.Fprintf(tw, "admin: metrics, health, pprof\thttp://%s/metrics\n", c.AdminAddr)
 	fmt.Fprintf(tw, "operations API\thttp://%s/v1/ops/status  (dead letters, history; OpenAPI: /v1/ops/openapi.json)\n", c.AdminAddr)
 	fmt.Fprintf(tw, "NATS (JetStream)\t%s  (store %s)\n", c.NATSURL, filepath.Join(c.DataDir, "nats"))
@@ -212,7 +237,10 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	g.Go(func() error { return followServing(gctx, f.projector, projDeps, servingPoll) })
 	g.Go(func() error { return (&dedup.Pruner{Pool: pool, Horizon: f.projector.horizon, Log: log}).Run(gctx) })
 	g.Go(func() error { return qry.Run(gctx) })
+	g.Go(func() error { return rdm.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
+	fwd := outbox.Forwarder{Pool: pool, JS: js, Stream: def.SignalsConfig().Name, Registry: reg, Log: log.With("service", "signals")}
+	g.Go(func() error { return fwd.Run(gctx) })
 	g.Go(func() error { return ticker.Run(gctx) })
 	if sim != nil {
 		g.Go(func() error { return sim.Run(gctx) })

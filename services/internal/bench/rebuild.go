@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -15,8 +16,12 @@ import (
 	"github.com/touchstream/touchstream/services/internal/query"
 )
 
-// rebuildTarget is the version the suite builds beside the serving customer360_v1.
-const rebuildTarget = "customer360_v2"
+// rebuildTarget is the version the suite builds beside the serving customer360_v1;
+// loyaltyPin the rule version the loyalty rebuild folds under.
+const (
+	rebuildTarget = "customer360_v2"
+	loyaltyPin    = "2026-01"
+)
 
 // rebuild measures a blue/green rebuild of customer 360 (projections.Rebuild, the
 // code behind `touchstream rebuild customer360 --no-switch`) over the projector's data
@@ -61,64 +66,78 @@ func (b *bench) rebuild(ctx context.Context) error {
 			JS:      js,
 			Decoder: projections.NewDecoder(b.e.layout, b.e.cat),
 		}}
-	var last atomic.Pointer[projections.RebuildProgress]
-	stop := every(5*time.Second, func() {
-		if p := last.Load(); p != nil {
-			b.log.Info("rebuild", "target", p.Target, "seq", p.Seq, "of", p.Last, "events_per_s", int(p.Rate), "eta", p.ETA.Round(time.Second))
-		}
-	})
-	var res projections.RebuildResult
-	pg0, err := b.pgActivity(ctx)
-	if err != nil {
-		stop()
-		return err
+	// One rebuild per read model, each into its own version, dropped afterwards.
+	type rebuilt struct {
+		m        measured
+		pg, rows string
 	}
-	var rb measured
-	err = b.profile("rebuild", func() error {
-		var err error
-		rb, err = timed(ds.events, func() error {
+	runOne := func(projection, target, pin, table string, build func(string) (projections.Projection, error)) (rebuilt, error) {
+		var last atomic.Pointer[projections.RebuildProgress]
+		stop := every(5*time.Second, func() {
+			if p := last.Load(); p != nil {
+				b.log.Info("rebuild", "target", p.Target, "seq", p.Seq, "of", p.Last, "events_per_s", int(p.Rate), "eta", p.ETA.Round(time.Second))
+			}
+		})
+		defer stop()
+		pg0, err := b.pgActivity(ctx)
+		if err != nil {
+			return rebuilt{}, err
+		}
+		var res projections.RebuildResult
+		var m measured
+		err = b.profile("rebuild-"+projection, func() error {
 			var err error
-			res, err = projections.Rebuild(ctx, deps, projections.RebuildSpec{
-				Projection: "customer360",
-				Target:     rebuildTarget,
-				New:        func(target string) (projections.Projection, error) { return b.d.Customer360(pd, target) },
-				Config:     projections.Config{BatchSize: projectorBatch, Linger: projectorLinger},
-				Progress:   func(p projections.RebuildProgress) { last.Store(&p) },
+			m, err = timed(ds.events, func() error {
+				var err error
+				res, err = projections.Rebuild(ctx, deps, projections.RebuildSpec{
+					Projection: projection, Target: target, Pin: pin, New: build,
+					Config:   projections.Config{BatchSize: projectorBatch, Linger: projectorLinger},
+					Progress: func(p projections.RebuildProgress) { last.Store(&p) },
+				})
+				return err
 			})
 			return err
 		})
-		return err
-	})
-	stop()
+		if err != nil {
+			return rebuilt{}, fmt.Errorf("rebuild %s: %w", projection, err)
+		}
+		if res.Read != uint64(ds.events) {
+			return rebuilt{}, fmt.Errorf("rebuild %s read %d events, the log holds %d", projection, res.Read, ds.events)
+		}
+		pg1, err := b.pgActivity(ctx)
+		if err != nil {
+			return rebuilt{}, err
+		}
+		var rows int64
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{target, table}.Sanitize()).Scan(&rows); err != nil {
+			return rebuilt{}, err
+		}
+		return rebuilt{m: m, pg: pg0.until(pg1), rows: count(int(rows))}, projections.DropTarget(ctx, pool, target)
+	}
+	c360, err := runOne("customer360", rebuildTarget, "", "profiles", func(t string) (projections.Projection, error) { return b.d.Customer360(pd, t) })
 	if err != nil {
-		return fmt.Errorf("rebuild: %w", err)
+		return err
 	}
-	if res.Read != uint64(ds.events) {
-		return fmt.Errorf("rebuild read %d events, the log holds %d", res.Read, ds.events)
-	}
-	pg1, err := b.pgActivity(ctx)
+	club, err := runOne("loyalty", "loyalty_v2", loyaltyPin, "members", func(t string) (projections.Projection, error) { return b.d.Loyalty(t, loyaltyPin) })
 	if err != nil {
 		return err
 	}
-	var profiles int64
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+rebuildTarget+".profiles").Scan(&profiles); err != nil {
-		return err
-	}
-	if err := projections.DropTarget(ctx, pool, rebuildTarget); err != nil {
-		return err
-	}
+	rb := c360.m
 
-	t := newTable("rebuild: a new version of customer360 folded from the whole log beside the serving one (projections.Rebuild)",
+	t := newTable("rebuild: new versions of customer360 and of the loyalty ledger folded from the whole log beside the serving ones (projections.Rebuild)",
 		"measure", "items", "seconds", "per second", "rebuild ÷ this", "cpu self/machine", "target")
 	t.note("%s", b.inputs("the projector's data set: %s customers, %s events, %d B/event stored on average", count(ds.customers), count(ds.events), ds.avgBody()))
-	t.note("rebuild: customer360 alone into %s (the phone index through events.KeyClient: %s key requests), batches of %d, the runner's default workers, one transaction per batch; %s profiles built; the version is dropped afterwards",
-		rebuildTarget, count(keys.Requests()), projectorBatch, count(profiles))
-	t.note("PostgreSQL during the rebuild: %s", pg0.until(pg1))
+	t.note("rebuild: each read model alone into a new version, batches of %d, the runner's default workers, one transaction per batch; the version is dropped afterwards", projectorBatch)
+	t.note("customer360 into %s (the phone index through events.KeyClient: %s key requests): %s profiles built; PostgreSQL meanwhile: %s",
+		rebuildTarget, count(keys.Requests()), c360.rows, c360.pg)
+	t.note("loyalty into loyalty_v2, pinned to rule version %s (the data set activates none): %s members built; PostgreSQL meanwhile: %s",
+		loyaltyPin, club.rows, club.pg)
 	t.note("raw fetch: an ordered consumer over the same stream, reading and discarding (%.0f MB/s); raw COPY: timeline-shaped rows, one connection", float64(fetched)/1e6/fetch.elapsed.Seconds())
 	t.note("%s", b.e.durability())
 	t.note("load average before: %s", load)
 	t.row("raw JetStream fetch (ordered consumer, no processing)", count(fetch.n), seconds(fetch.elapsed), perSecond(fetch.rate()), ratio(rb.rate(), fetch.rate()), fetch.cpu.String(), "")
 	t.row("raw PostgreSQL COPY, timeline-shaped", count(cp.n), seconds(cp.elapsed), perSecond(cp.rate()), ratio(rb.rate(), cp.rate()), cp.cpu.String(), "")
 	t.row("rebuild customer360, events", count(rb.n), seconds(rb.elapsed), perSecond(rb.rate()), "", rb.cpu.String(), verdict(rb.rate() >= 50_000, "≥ 50,000 events/s"))
+	t.row("rebuild loyalty ledger, events", count(club.m.n), seconds(club.m.elapsed), perSecond(club.m.rate()), "", club.m.cpu.String(), "")
 	return t.write(b.out)
 }

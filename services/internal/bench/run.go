@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -28,7 +29,7 @@ import (
 
 // Suites, in the order `all` runs them. query and e2e run over the projector's data
 // set (built first when the projector suite is not run).
-var Suites = []string{"ingest", "projector", "rebuild", "query", "e2e"}
+var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e"}
 
 // Defaults of the data set sizes.
 const (
@@ -118,7 +119,13 @@ type Deps struct {
 	// Customer360 builds the customer 360 projection bound to a target, as the
 	// projector does (for the rebuild suite).
 	Customer360 func(d ProjectorDeps, target string) (projections.Projection, error)
-	Query       func(QueryDeps) (*query.Server, error)
+	// Loyalty builds the loyalty ledger projection bound to a target, pinned to a rule
+	// version (for the rebuild suite).
+	Loyalty func(target, pin string) (projections.Projection, error)
+	// Redeem builds the redemption API over the loyalty read model, as the command
+	// does; the func it returns releases it.
+	Redeem func(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, log *slog.Logger) (http.Handler, func(), error)
+	Query  func(QueryDeps) (*query.Server, error)
 	// Stdout receives the tables; Log the progress (stderr).
 	Stdout io.Writer
 	Log    *slog.Logger
@@ -185,6 +192,8 @@ func Run(ctx context.Context, o Options, d Deps) error {
 			err = b.projector(ctx)
 		case "rebuild":
 			err = b.rebuild(ctx)
+		case "loyalty":
+			err = b.loyalty(ctx)
 		case "query":
 			err = b.query(ctx)
 		case "e2e":

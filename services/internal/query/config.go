@@ -12,6 +12,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 )
 
 // Defaults of Config; a zero field takes its default.
@@ -19,6 +20,7 @@ const (
 	DefaultAddr              = "127.0.0.1:8081"
 	DefaultCustomer360Target = "customer360_v1"
 	DefaultTimelineTarget    = "timeline_v1"
+	DefaultLoyaltyTarget     = "loyalty_v1"
 	DefaultRequestTimeout    = 10 * time.Second
 	DefaultShutdownTimeout   = 10 * time.Second
 	DefaultReadHeaderTimeout = 5 * time.Second
@@ -38,6 +40,11 @@ type Config struct {
 	// projections.serving names others.
 	Customer360Target string
 	TimelineTarget    string
+	// LoyaltyRules are the club's rule versions (deploy/loyalty.json); nil: the loyalty
+	// routes answer 404. LoyaltyTarget is the loyalty version answering (default
+	// loyalty_v1, or the serving one with FollowServing).
+	LoyaltyRules  *ledger.RuleSet
+	LoyaltyTarget string
 	// FollowServing looks the serving versions up in projections.serving (at most once
 	// a second), so a blue/green switch reaches readers without a restart.
 	FollowServing bool
@@ -77,6 +84,9 @@ func (c *Config) setDefaults() {
 	if c.TimelineTarget == "" {
 		c.TimelineTarget = DefaultTimelineTarget
 	}
+	if c.LoyaltyTarget == "" {
+		c.LoyaltyTarget = DefaultLoyaltyTarget
+	}
 	set(&c.RequestTimeout, DefaultRequestTimeout)
 	set(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	set(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -101,6 +111,9 @@ func (c Config) Validate() error {
 	}
 	if !targetName.MatchString(c.Customer360Target) {
 		add("query: Customer360Target %q: must be a PostgreSQL schema name such as %s", c.Customer360Target, DefaultCustomer360Target)
+	}
+	if !targetName.MatchString(c.LoyaltyTarget) {
+		add("query: LoyaltyTarget %q: must be a PostgreSQL schema name such as %s", c.LoyaltyTarget, DefaultLoyaltyTarget)
 	}
 	if !targetName.MatchString(c.TimelineTarget) {
 		add("query: TimelineTarget %q: must be a PostgreSQL schema name such as %s", c.TimelineTarget, DefaultTimelineTarget)
