@@ -30,6 +30,7 @@ const (
 	TypeClockTicked            = "clock.ticked"
 	TypeDeadLetterDiscarded    = "deadletter.discarded"
 	TypeLoyaltyRulesActivated  = "loyalty.rules_activated"
+	TypePointsAdjusted         = "points.adjusted"
 )
 
 // Money is an amount in integer fen (1/100 yuan) with an ISO 4217 currency code.
@@ -307,6 +308,18 @@ type PointsRedeemed struct {
 func (PointsRedeemed) EventType() string { return TypePointsRedeemed }
 func (PointsRedeemed) SchemaMajor() int  { return 1 }
 
+// PointsAdjusted: a club operator corrected a member's points (either sign, never
+// zero). points.adjusted v1; published only by the club's operators.
+type PointsAdjusted struct {
+	AdjustmentID string `json:"adjustment_id"`
+	Points       int64  `json:"points"`
+	Reason       string `json:"reason"`
+	Operator     string `json:"operator"` // account id, never a name
+}
+
+func (PointsAdjusted) EventType() string { return TypePointsAdjusted }
+func (PointsAdjusted) SchemaMajor() int  { return 1 }
+
 // DeviceChanged: the customer started using a new handset. device.changed v1.
 type DeviceChanged struct {
 	IMEI        Personal `json:"imei,omitzero"`
@@ -455,6 +468,8 @@ func NewPayload(eventType string, major int) (Payload, bool) {
 		return &DeadLetterDiscarded{}, true
 	case TypeLoyaltyRulesActivated:
 		return &LoyaltyRulesActivated{}, true
+	case TypePointsAdjusted:
+		return &PointsAdjusted{}, true
 	}
 	return nil, false
 }

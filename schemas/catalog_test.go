@@ -34,6 +34,7 @@ var catalogTypes = []string{
 	"offer.accepted",
 	"offer.presented",
 	"plan.changed",
+	"points.adjusted",
 	"points.redeemed",
 	"recharge.completed",
 	"recharge.reversed",

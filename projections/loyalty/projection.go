@@ -132,7 +132,7 @@ func (bk *books) at(partition int, seq uint64) (ledger.Rulebook, error) {
 var relevant = map[string]bool{
 	events.TypeRechargeCompleted: true, events.TypeBillPaid: true, events.TypeRechargeReversed: true,
 	events.TypePointsRedeemed: true, events.TypeCustomerRegistered: true, events.TypePlanChanged: true,
-	events.TypeEventRetracted: true,
+	events.TypeEventRetracted: true, events.TypePointsAdjusted: true,
 }
 
 // ledgerEvent decodes what the ledger needs of an envelope.
@@ -144,6 +144,9 @@ func ledgerEvent(e *projections.Envelope) (ledger.Event, error) {
 			return ev, err
 		}
 		ev.Data = payload
+		if a, ok := payload.(*events.PointsAdjusted); ok {
+			ev.Data = ledger.Adjustment{Points: a.Points, Reason: a.Reason}
+		}
 	}
 	return ev, nil
 }

@@ -219,6 +219,11 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 	)
 	e.activate(t, "2026-10", time.Date(2026, 10, 1, 0, 0, 0, 0, cst))
 	e.publish(t, recharge("R2", time.Date(2026, 10, 3, 10, 0, 0, 0, cst), 100)) // National Day: double
+	const admin = "urn:touchstream:service:loyalty-admin"
+	e.publish(t,
+		event(t, "C-LOY-1", admin, time.Date(2026, 10, 5, 9, 0, 0, 0, cst), events.PointsAdjusted{AdjustmentID: "ADJ-1", Points: 50, Reason: "goodwill", Operator: "op-1"}),
+		event(t, "C-LOY-1", admin, time.Date(2026, 10, 6, 9, 0, 0, 0, cst), events.PointsAdjusted{AdjustmentID: "ADJ-2", Points: -20, Reason: "duplicate import", Operator: "op-1"}),
+	)
 
 	live, err := loyalty.New(loyalty.Options{Target: "loyalty_v1", Rules: rs})
 	if err != nil {
@@ -226,20 +231,21 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 	}
 	e.fold(t, live)
 	got := ledgerOf(t, e.pool, "loyalty_v1", "C-LOY-1")
-	want := []entryRow{{"bonus", "2026-01", 200}, {"earn", "2026-01", 100}, {"earn", "2026-10", 200}}
+	want := []entryRow{{"bonus", "2026-01", 200}, {"earn", "2026-01", 100}, {"earn", "2026-10", 200}, {"adjust", "2026-10", 50}, {"adjust", "2026-10", -20}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("ledger under the activated versions: %v, want %v", got, want)
 	}
-	if n, err := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 10, 4, 0, 0, 0, 0, cst)); err != nil || n != 500 {
-		t.Fatalf("available: %d %v, want 500", n, err)
+	if n, err := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 10, 7, 0, 0, 0, 0, cst)); err != nil || n != 530 {
+		t.Fatalf("available: %d %v, want 530", n, err)
 	}
 	// As of a date before the October recharge, the ledger knew 300.
 	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 9, 30, 0, 0, 0, 0, cst)); n != 300 {
 		t.Fatalf("available as of 30 September: %d, want 300", n)
 	}
 	// The points expire at the end of the twelfth month after earning.
-	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2027, 10, 1, 0, 0, 0, 0, cst)); n != 200 {
-		t.Fatalf("available on 1 October 2027: %d, want 200 (September's lots expired)", n)
+	// The -20 consumed September's lots first (oldest expiry): October's 250 remain.
+	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2027, 10, 1, 0, 0, 0, 0, cst)); n != 250 {
+		t.Fatalf("available on 1 October 2027: %d, want 250 (September's lots expired)", n)
 	}
 
 	// A rebuild pinned to 2026-10: the whole history under it (joining bonus 300).
@@ -251,7 +257,7 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = ledgerOf(t, e.pool, res.Target, "C-LOY-1")
-	want = []entryRow{{"earn", "2026-10", 50}, {"bonus", "2026-10", 300}, {"earn", "2026-10", 100}, {"earn", "2026-10", 200}}
+	want = []entryRow{{"earn", "2026-10", 50}, {"bonus", "2026-10", 300}, {"earn", "2026-10", 100}, {"earn", "2026-10", 200}, {"adjust", "2026-10", 50}, {"adjust", "2026-10", -20}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("ledger of the rebuild pinned to 2026-10: %v, want %v", got, want)
 	}
@@ -263,12 +269,12 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if totals.Members != 1 || totals.Outstanding != 500 || len(totals.Months) != 2 || totals.Months[0].Month != "2026-09" ||
-		totals.Months[0].Earned != 100 || totals.Months[0].Bonus != 200 || totals.Months[1].Earned != 200 {
+	if totals.Members != 1 || totals.Outstanding != 530 || len(totals.Months) != 2 || totals.Months[0].Month != "2026-09" ||
+		totals.Months[0].Earned != 100 || totals.Months[0].Bonus != 200 || totals.Months[1].Earned != 200 || totals.Months[1].Adjusted != 30 {
 		t.Fatalf("club totals: %+v", totals)
 	}
 	acct, err := loyalty.AccountOf(t.Context(), e.pool, "loyalty_v1", rs, "C-LOY-1", time.Time{}, 10)
-	if err != nil || acct.Balance != 500 || len(acct.Lots) != 3 || acct.Progress.Next == "" || len(acct.Entries) != 3 {
+	if err != nil || acct.Balance != 530 || len(acct.Lots) != 4 || acct.Progress.Next == "" || len(acct.Entries) != 5 {
 		t.Fatalf("account: %+v %v", acct, err)
 	}
 }

@@ -21,6 +21,7 @@ const loyaltyAdminSource = "urn:touchstream:service:loyalty-admin"
 const loyaltyUsage = `usage:
   touchstream loyalty rules                                   the rule versions of deploy/loyalty.json
   touchstream loyalty activate VERSION --effective T [--note ...] [--retroactive]
+  touchstream loyalty adjust CUSTOMER --points N --reason "..." --operator ID [--id ADJ-...]
 
 A rule version of the club's earning rules becomes active through a
 loyalty.rules_activated event in the log, published to every partition: events stamped
@@ -28,6 +29,10 @@ at or after the effective time and stored after the activation earn under it. T 
 3339 (2026-10-01T00:00:00+08:00). An effective time in the past changes nothing already
 folded (re-earn history under a version with: touchstream rebuild loyalty --pin
 VERSION), so it needs --retroactive.
+
+adjust corrects a member's points through a points.adjusted event: positive adds a lot,
+negative consumes lots like a redemption. --id makes a retry safe (the same id is
+stored once); by default one is minted.
 
 flags:
 `
@@ -41,13 +46,17 @@ func runLoyalty(ctx context.Context, args []string, env config.Env, stdout io.Wr
 	effective := fs.String("effective", "", "activate: when the version comes into force (RFC 3339)")
 	note := fs.String("note", "", "activate: why, for the audit trail (no personal data)")
 	retro := fs.Bool("retroactive", false, "activate: allow an effective time in the past")
+	points := fs.Int64("points", 0, "adjust: points to add (positive) or take (negative)")
+	reason := fs.String("reason", "", "adjust: why, for the audit trail (no personal data)")
+	operator := fs.String("operator", config.String(env, "TOUCHSTREAM_OPERATOR", ""), "adjust: your operator account id, never a name (env TOUCHSTREAM_OPERATOR)")
+	adjID := fs.String("id", "", "adjust: the adjustment's id (default: minted); the same id is stored once")
 	pos, err := parseWithArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
 		fs.Usage()
-		return fmt.Errorf("%w: loyalty: rules or activate", errUsage)
+		return fmt.Errorf("%w: loyalty: rules, activate or adjust", errUsage)
 	}
 	rs, err := loadLoyaltyRules(&c)
 	if err != nil {
@@ -63,8 +72,10 @@ func runLoyalty(ctx context.Context, args []string, env config.Env, stdout io.Wr
 		}
 		return tw.Flush()
 	case "activate":
+	case "adjust":
+		return adjustPoints(ctx, &c, pos[1:], *points, *reason, *operator, *adjID, stdout)
 	default:
-		return fmt.Errorf("%w: loyalty: unknown command %q: rules or activate", errUsage, pos[0])
+		return fmt.Errorf("%w: loyalty: unknown command %q: rules, activate or adjust", errUsage, pos[0])
 	}
 	if len(pos) != 2 {
 		return fmt.Errorf("%w: loyalty activate: name one rule version (touchstream loyalty rules lists them)", errUsage)
@@ -135,4 +146,44 @@ func ensureClubOpen(ctx context.Context, tc *toolConn, rs *ledger.RuleSet) (stri
 		return "", err
 	}
 	return version, nil
+}
+
+// adjustPoints publishes a points.adjusted event for one member.
+func adjustPoints(ctx context.Context, c *config.Common, args []string, points int64, reason, operator, id string, stdout io.Writer) error {
+	if len(args) != 1 || !events.ValidCustomerID(args[0]) {
+		return fmt.Errorf("%w: loyalty adjust: name one customer id (1-64 characters of A-Z, a-z, 0-9, _ and -)", errUsage)
+	}
+	adj := events.PointsAdjusted{AdjustmentID: id, Points: points, Reason: reason, Operator: operator}
+	if adj.AdjustmentID == "" {
+		adj.AdjustmentID = "ADJ-" + time.Now().UTC().Format("20060102T150405.000000000")
+	}
+	ev, err := events.NewEvent(args[0], time.Now(), adj)
+	if err != nil {
+		return err
+	}
+	ev.ID = adj.AdjustmentID // a retry with the same id is a duplicate, not a second adjustment
+	tc, err := connectTool(ctx, c, "loyalty", 2)
+	if err != nil {
+		return err
+	}
+	defer tc.close()
+	pub, err := events.NewPublisher(ctx, tc.nc, events.WithLayout(tc.def.Layout), events.WithSource(loyaltyAdminSource), events.WithCatalog(tc.cat))
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	res, err := pub.Publish(ctx, ev)
+	if err != nil {
+		var fe events.FieldErrors
+		if errors.As(err, &fe) {
+			return fmt.Errorf("%w: loyalty adjust: %w", errUsage, err)
+		}
+		return err
+	}
+	what := "stored"
+	if res.Duplicate {
+		what = "already stored (same id)"
+	}
+	fmt.Fprintf(stdout, "adjustment %s of %+d points for %s %s at stream sequence %d\n", adj.AdjustmentID, points, args[0], what, res.Seq)
+	return nil
 }

@@ -44,7 +44,21 @@ func TestLoyaltyCommand(t *testing.T) {
 		t.Fatalf("last activation in partition 0: %v %s", err, msg.Data)
 	}
 
+	// A club operator's correction, safe to retry with the same id.
+	out, err = c.run(t, "loyalty", "adjust", "C-ADJ-1", "--points", "-120", "--reason", "duplicate import", "--operator", "op-7", "--id", "ADJ-T-1")
+	if err != nil || !strings.Contains(out, "adjustment ADJ-T-1 of -120 points for C-ADJ-1 stored") {
+		t.Fatalf("loyalty adjust: %v\n%s", err, out)
+	}
+	out, err = c.run(t, "loyalty", "adjust", "C-ADJ-1", "--points", "-120", "--reason", "duplicate import", "--operator", "op-7", "--id", "ADJ-T-1")
+	if err != nil || !strings.Contains(out, "already stored") {
+		t.Fatalf("loyalty adjust again: %v\n%s", err, out)
+	}
+
 	for _, args := range [][]string{
+		{"loyalty", "adjust", "C-ADJ-1", "--points", "0", "--reason", "x", "--operator", "op"},
+		{"loyalty", "adjust", "C-ADJ-1", "--points", "5", "--reason", "x"},
+		{"loyalty", "adjust", "C-ADJ-1", "--points", "5", "--operator", "op"},
+		{"loyalty", "adjust", "no such id!", "--points", "5", "--reason", "x", "--operator", "op"},
 		{"loyalty"},
 		{"loyalty", "promote"},
 		{"loyalty", "activate", "1999-01", "--effective", at.Format(time.RFC3339)},

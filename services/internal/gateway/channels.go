@@ -106,9 +106,11 @@ func ParseDuration(s string) (time.Duration, error) {
 // ReservedTypes have exactly one producer, which is not a channel: no channel may be
 // allowed them, by name or by a family wildcard.
 var ReservedTypes = map[string]string{
-	"points.redeemed":    "the redemption service",
-	"alert.acknowledged": "the console's command service",
-	"clock.ticked":       "the scheduler",
+	"points.redeemed":         "the redemption service",
+	"points.adjusted":         "the club's operators (touchstream loyalty adjust)",
+	"loyalty.rules_activated": "the club's operators (touchstream loyalty activate)",
+	"alert.acknowledged":      "the console's command service",
+	"clock.ticked":            "the scheduler",
 }
 
 // ChannelFile is the content of deploy/channels.json.
