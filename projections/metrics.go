@@ -23,50 +23,51 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg = prometheus.NewRegistry()
 	}
 	return &metrics{
-		events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		events: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "touchstream_projection_events_total",
 			Help: "Events consumed by a projection target, by outcome (applied, skipped, parked).",
 		}, []string{"target", "outcome"})),
-		batches: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		batches: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "touchstream_projection_batches_total",
 			Help: "Batches committed by a runner group.",
 		}, []string{"group"})),
-		batchDur: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		batchDur: Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "touchstream_projection_batch_seconds",
 			Help:    "Time to fold and commit one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"group"})),
-		batchSize: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		batchSize: Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "touchstream_projection_batch_events",
 			Help:    "Events per committed batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}, []string{"group"})),
-		stages: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		stages: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "touchstream_projection_stage_seconds_total",
 			Help: "Time spent per stage of folding: decode (and validate), fence (checkpoints), apply:<target>, park, commit.",
 		}, []string{"group", "stage"})),
-		retries: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		retries: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "touchstream_projection_retries_total",
 			Help: "Batches retried, by kind: transient (database or index unavailable), fenced (another writer advanced the partition), isolated (a failing batch applied event by event).",
 		}, []string{"group", "kind"})),
-		owned: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		owned: Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "touchstream_projection_partitions_owned",
 			Help: "Partitions this instance holds the lease of.",
 		}, []string{"group", "instance"})),
-		lagEvents: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		lagEvents: Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "touchstream_projection_lag_events",
 			Help: "Events in the log not yet consumed by the target, per partition.",
 		}, []string{"target", "partition"})),
-		lagSecs: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		lagSecs: Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "touchstream_projection_lag_seconds",
 			Help: "Log time between the newest event of the partition and the last one the target consumed.",
 		}, []string{"target", "partition"})),
 	}
 }
 
-// register registers c, or returns the collector already registered under its name,
-// so that several runners in one process share their metrics.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+// Register registers c, or returns the collector already registered under its name,
+// so that several runners (or verifiers, forwarders) in one process share their
+// metrics. Two different metrics under one name are a programming error: it panics.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
