@@ -13,10 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	legacyrouter "github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,8 +83,7 @@ type fixture struct {
 	c360   *buggy
 	svc    *ops.Service
 	srv    *httptest.Server
-	doc    *openapi3.T
-	router routers.Router
+	doc    *testkit.OpenAPI
 	at     time.Time
 	// Events of the fixture by name.
 	ev map[string]*events.Event
@@ -213,41 +208,9 @@ func (f *fixture) do(t *testing.T, method, path, operator string, body any) resp
 		t.Errorf("%s %s: no X-Request-Id", method, path)
 	}
 	if f.doc != nil {
-		f.conform(t, req, raw, res, b)
+		f.doc.Conform(t, req, raw, res.StatusCode, res.Header, b)
 	}
 	return response{status: res.StatusCode, body: b}
-}
-
-// conform checks an answer against the document: its status is documented for the
-// operation and its body matches; answers outside every operation are Error bodies.
-func (f *fixture) conform(t *testing.T, req *http.Request, reqBody []byte, res *http.Response, body []byte) {
-	t.Helper()
-	route, params, err := f.router.FindRoute(req)
-	if err != nil {
-		var v any
-		if err := json.Unmarshal(body, &v); err != nil {
-			t.Errorf("%s %s: body is not JSON: %v", req.Method, req.URL.Path, err)
-			return
-		}
-		if err := f.doc.Components.Schemas["Error"].Value.VisitJSON(v); err != nil {
-			t.Errorf("%s %s: body is not an Error: %v", req.Method, req.URL.Path, err)
-		}
-		return
-	}
-	probe := req.Clone(context.Background())
-	if reqBody != nil {
-		probe.Body = io.NopCloser(bytes.NewReader(reqBody))
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: probe, PathParams: params, Route: route},
-		Status:                 res.StatusCode,
-		Header:                 res.Header,
-		Body:                   io.NopCloser(bytes.NewReader(body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s: answer %d does not conform to the document: %v\nbody: %s", req.Method, req.URL.RequestURI(), res.StatusCode, err, body)
-	}
 }
 
 func (f *fixture) loadDocument(t *testing.T) {
@@ -256,18 +219,7 @@ func (f *fixture) loadDocument(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /v1/ops/openapi.json: %d", r.status)
 	}
-	doc, err := openapi3.NewLoader().LoadFromData(r.body)
-	if err != nil {
-		t.Fatalf("load the document: %v", err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatalf("the document is not valid OpenAPI 3: %v", err)
-	}
-	router, err := legacyrouter.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.doc, f.router = doc, router
+	f.doc = testkit.LoadOpenAPI(t, r.body)
 }
 
 func decode[T any](t *testing.T, r response) T {

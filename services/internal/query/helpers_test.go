@@ -15,10 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	legacyrouter "github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -85,8 +81,7 @@ type fixture struct {
 	logs     *syncBuffer
 	api      *query.Server
 	srv      *httptest.Server
-	doc      *openapi3.T
-	router   routers.Router
+	doc      *testkit.OpenAPI
 	runner   *projections.Runner
 }
 
@@ -289,67 +284,9 @@ func (f *fixture) do(t testing.TB, method, path string, header http.Header) resp
 	}
 	r := response{status: res.StatusCode, header: res.Header, body: body}
 	if f.doc != nil {
-		f.conform(t, req, r)
+		f.doc.Conform(t, req, nil, r.status, r.header, r.body)
 	}
 	return r
-}
-
-// conform checks an answer against the OpenAPI document: its status is documented for
-// the operation, its headers and body match. Answers outside every operation (unknown
-// path, other method) must be Error bodies.
-func (f *fixture) conform(t testing.TB, req *http.Request, r response) {
-	t.Helper()
-	// Route as the server does: on the escaped path (an escaped slash stays inside its
-	// segment) and HEAD as GET.
-	probe := req.Clone(req.Context())
-	if probe.Method == http.MethodHead {
-		probe.Method = http.MethodGet
-	}
-	if raw := req.URL.EscapedPath(); raw != req.URL.Path {
-		probe.URL.Path, probe.URL.RawPath = raw, ""
-	}
-	route, params, err := f.router.FindRoute(probe)
-	if err != nil {
-		if r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
-			t.Errorf("%s %s: no operation in the document, and answered %d", req.Method, req.URL.Path, r.status)
-		}
-		var v any
-		if err := json.Unmarshal(r.body, &v); err != nil {
-			t.Errorf("%s %s: body is not JSON: %v", req.Method, req.URL.Path, err)
-			return
-		}
-		if err := f.doc.Components.Schemas["Error"].Value.VisitJSON(v); err != nil {
-			t.Errorf("%s %s: body is not an Error: %v", req.Method, req.URL.Path, err)
-		}
-		return
-	}
-	if r.status == http.StatusNotModified || req.Method == http.MethodHead {
-		// kin-openapi validates neither 304s nor HEAD: check the status and headers here.
-		resp := route.Operation.Responses.Status(r.status)
-		if resp == nil {
-			t.Errorf("%s %s: %d is not documented", req.Method, req.URL.RequestURI(), r.status)
-			return
-		}
-		for name, h := range resp.Value.Headers {
-			if h.Value.Required && r.header.Get(name) == "" {
-				t.Errorf("%s %s: %d lacks header %s", req.Method, req.URL.RequestURI(), r.status, name)
-			}
-		}
-		if len(r.body) != 0 {
-			t.Errorf("%s %s: %d with a body", req.Method, req.URL.RequestURI(), r.status)
-		}
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: probe, PathParams: params, Route: route},
-		Status:                 r.status,
-		Header:                 r.header,
-		Body:                   io.NopCloser(bytes.NewReader(r.body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s: answer %d does not conform to the document: %v\nbody: %s", req.Method, req.URL.RequestURI(), r.status, err, r.body)
-	}
 }
 
 // loadDocument loads the served document, validates it and builds a router over it.
@@ -360,18 +297,7 @@ func (f *fixture) loadDocument(t testing.TB) {
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /v1/openapi.json: %d", r.status)
 	}
-	doc, err := openapi3.NewLoader().LoadFromData(r.body)
-	if err != nil {
-		t.Fatalf("load the document: %v", err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatalf("the document is not valid OpenAPI 3: %v", err)
-	}
-	router, err := legacyrouter.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.doc, f.router = doc, router
+	f.doc = testkit.LoadOpenAPI(t, r.body)
 	// The document's own answer, validated now that there is a document.
 	f.get(t, "/v1/openapi.json", nil)
 }

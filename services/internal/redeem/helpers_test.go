@@ -13,10 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	legacyrouter "github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,8 +39,7 @@ type fixture struct {
 	logs   *syncBuffer
 	api    *redeem.Server
 	srv    *httptest.Server
-	doc    *openapi3.T
-	router routers.Router
+	doc    *testkit.OpenAPI
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -163,44 +158,12 @@ func (f *fixture) do(t testing.TB, method, path, body string, header http.Header
 	}
 	r := response{status: res.StatusCode, header: res.Header, body: b}
 	if f.doc != nil {
-		f.conform(t, req, r)
+		if r.header.Get("X-Request-Id") == "" {
+			t.Errorf("%s %s: no X-Request-Id", req.Method, req.URL.Path)
+		}
+		f.doc.Conform(t, req, nil, r.status, r.header, r.body)
 	}
 	return r
-}
-
-// conform checks an answer against the OpenAPI document: its status is documented for
-// the operation, its headers and body match. Answers outside every operation must be
-// Error bodies.
-func (f *fixture) conform(t testing.TB, req *http.Request, r response) {
-	t.Helper()
-	if r.header.Get("X-Request-Id") == "" {
-		t.Errorf("%s %s: no X-Request-Id", req.Method, req.URL.Path)
-	}
-	route, params, err := f.router.FindRoute(req)
-	if err != nil {
-		if r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
-			t.Errorf("%s %s: no operation in the document, and answered %d", req.Method, req.URL.Path, r.status)
-		}
-		var v any
-		if err := json.Unmarshal(r.body, &v); err != nil {
-			t.Errorf("%s %s: body is not JSON: %v", req.Method, req.URL.Path, err)
-			return
-		}
-		if err := f.doc.Components.Schemas["Error"].Value.VisitJSON(v); err != nil {
-			t.Errorf("%s %s: body is not an Error: %v", req.Method, req.URL.Path, err)
-		}
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 r.status,
-		Header:                 r.header,
-		Body:                   io.NopCloser(bytes.NewReader(r.body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s: answer %d does not conform to the document: %v\nbody: %s", req.Method, req.URL.RequestURI(), r.status, err, r.body)
-	}
 }
 
 // loadDocument loads the served document, validates it and builds a router over it.
@@ -211,18 +174,7 @@ func (f *fixture) loadDocument(t testing.TB) {
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /v1/loyalty/openapi.json: %d", r.status)
 	}
-	doc, err := openapi3.NewLoader().LoadFromData(r.body)
-	if err != nil {
-		t.Fatalf("load the document: %v", err)
-	}
-	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatalf("the document is not valid OpenAPI 3: %v", err)
-	}
-	router, err := legacyrouter.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.doc, f.router = doc, router
+	f.doc = testkit.LoadOpenAPI(t, r.body)
 	f.get(t, "/v1/loyalty/openapi.json")
 }
 
