@@ -56,6 +56,10 @@ type Config struct {
 	LagInterval time.Duration
 	// DrainTimeout bounds the final commit on shutdown (default 10s).
 	DrainTimeout time.Duration
+	// DurableCommit waits for each batch's commit to reach disk (synchronous_commit
+	// on). Off by default: a lost commit loses its checkpoint with it and is folded
+	// again from the log, so only the signals' outbox rows could be delayed (ADR 20).
+	DurableCommit bool
 	// NoSignals: the runner's batches never emit derived signals (Batch.Emitting is
 	// always false). Rebuilds and replays set it.
 	NoSignals bool
@@ -829,6 +833,14 @@ func (r *Runner) commit(ctx context.Context, works []*work, isolate bool, attemp
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	t0 := time.Now()
+	if !r.cfg.DurableCommit {
+		// A read model is derived from the log and its checkpoint commits with it: a
+		// commit lost in a crash loses its checkpoint too, and the batch is folded
+		// again from the log. Waiting for the WAL flush buys nothing (ADR 20).
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
+	}
 	for _, w := range works {
 		if err := advance(ctx, tx, w.proj.Target(), w.from, w.to); err != nil {
 			return err
