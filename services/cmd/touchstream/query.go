@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/touchstream/touchstream/events"
@@ -83,32 +82,38 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	}
 	defer nc.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	club, err := loadLoyaltyRules(&c)
 	if err != nil {
 		return err
 	}
+	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
 	srv, err := buildQuery(f, queryDeps{
-		db: pool, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), layout: def.Layout,
+		db: pool, keys: keys, layout: def.Layout,
 		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
-	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{
-		{Name: "database", Run: func(ctx context.Context) error { return pool.Ping(ctx) }},
-		{Name: "nats", Run: func(context.Context) error {
-			if !nc.IsConnected() {
-				return errors.New("not connected")
-			}
-			return nil
-		}},
-	}}, log)
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "query API listening on %s (admin %s)\n", f.addr, c.AdminAddr)
+	cat, err := events.DefaultCatalog()
+	if err != nil {
+		return err
+	}
+	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log},
+		projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: phoneKey, loyalty: club})
+	if err != nil {
+		return err
+	}
+	defer closeOps()
+	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{databaseCheck(pool), natsCheck(nc)}, Routes: routes}, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "query API listening on %s (admin and operations API %s)\n", f.addr, c.AdminAddr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })

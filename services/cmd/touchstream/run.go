@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
-	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/dedup"
 	"github.com/touchstream/touchstream/projections/outbox"
 	"github.com/touchstream/touchstream/services/internal/admin"
@@ -28,7 +26,6 @@ import (
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/keystore"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
-	"github.com/touchstream/touchstream/services/internal/ops"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/services/internal/redeem"
@@ -177,19 +174,12 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	defer rdmPub.Close()
-	opsPub, err := events.NewPublisher(ctx, nc, events.WithLayout(def.Layout), events.WithSource(ops.Source), events.WithCatalog(cat))
+	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log}, projDeps)
 	if err != nil {
 		return err
 	}
-	opsSvc, err := ops.New(ops.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Publisher: opsPub, Log: log.With("service", "ops"),
-		Resolve: func(target string) (projections.Projection, error) { return resolveTarget(target, projDeps) }})
-	if err != nil {
-		return err
-	}
-	// The operations API (status, dead letters, history) is for operators: it is served
-	// on the admin listener, not beside the customer-facing query API (ADR 16).
-	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)},
-		Routes: map[string]http.Handler{"/v1/ops/": ops.NewHandler(opsSvc, ops.HandlerConfig{})}},
+	defer closeOps()
+	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}, Routes: routes},
 		log.With("service", "admin"))
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -14,9 +15,11 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
+	"github.com/touchstream/touchstream/services/internal/ops"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 )
 
@@ -90,4 +93,22 @@ func (t *toolConn) close() {
 	if t.pool != nil {
 		t.pool.Close()
 	}
+}
+
+// opsRoutes builds the operations API (status, dead letters, history) for an admin
+// listener: it is for operators, so it is served there, not beside the
+// customer-facing APIs (ADR 16). d builds the projections a dead letter is redriven
+// into. The returned func closes its publisher (discards are events).
+func opsRoutes(ctx context.Context, tc *toolConn, d projectorDeps) (map[string]http.Handler, func(), error) {
+	pub, err := events.NewPublisher(ctx, tc.nc, events.WithLayout(tc.def.Layout), events.WithSource(ops.Source), events.WithCatalog(tc.cat))
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := ops.New(ops.Deps{Pool: tc.pool, JS: tc.js, Layout: tc.def.Layout, Catalog: tc.cat, Publisher: pub, Log: tc.log.With("service", "ops"),
+		Resolve: func(target string) (projections.Projection, error) { return resolveTarget(target, d) }})
+	if err != nil {
+		_ = pub.Close()
+		return nil, nil, err
+	}
+	return map[string]http.Handler{"/v1/ops/": ops.NewHandler(svc, ops.HandlerConfig{})}, func() { _ = pub.Close() }, nil
 }
