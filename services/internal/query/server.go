@@ -19,6 +19,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
 // Server is the query API.
@@ -105,39 +106,16 @@ func (s *Server) routes() http.Handler {
 // Run serves until ctx is cancelled, then stops accepting, lets the requests in
 // progress finish within ShutdownTimeout and returns nil.
 func (s *Server) Run(ctx context.Context) error {
-	ln := s.listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
-			return fmt.Errorf("query: listen %s: %w", s.cfg.Addr, err)
-		}
+	err := httpserve.Serve(ctx, "query", s.cfg.Addr, s.listener, s.handler, httpserve.Settings{
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout,
+		IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes, ShutdownTimeout: s.cfg.ShutdownTimeout,
+	}, s.log, func(addr net.Addr) {
+		s.log.Info("query API serving", "addr", addr.String(), "customer360", s.cfg.Customer360Target, "timeline", s.cfg.TimelineTarget)
+	})
+	if err == nil {
+		s.log.Info("query API stopped")
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	s.log.Info("query API serving", "addr", ln.Addr().String(),
-		"customer360", s.cfg.Customer360Target, "timeline", s.cfg.TimelineTarget)
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("query: serve: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		s.log.Warn("requests still in progress at the shutdown deadline", "error", err)
-		_ = srv.Close()
-	}
-	s.log.Info("query API stopped")
-	return nil
+	return err
 }
 
 // call is one request being answered.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
 // Server is the redemption API.
@@ -88,42 +89,20 @@ func (s *Server) routes() http.Handler {
 // then stops accepting, lets the requests in progress finish within ShutdownTimeout
 // and returns nil.
 func (s *Server) Run(ctx context.Context) error {
-	ln := s.listener
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
-			return fmt.Errorf("redeem: listen %s: %w", s.cfg.Addr, err)
-		}
-	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() { defer close(swept); s.sweepLoop(sweepCtx) }()
 	defer func() { stopSweep(); <-swept }()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	s.log.Info("redemption API serving", "addr", ln.Addr().String(), "loyalty", s.cfg.LoyaltyTarget)
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		return fmt.Errorf("redeem: serve: %w", err)
+	err := httpserve.Serve(ctx, "redeem", s.cfg.Addr, s.listener, s.handler, httpserve.Settings{
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout,
+		IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes, ShutdownTimeout: s.cfg.ShutdownTimeout,
+	}, s.log, func(addr net.Addr) {
+		s.log.Info("redemption API serving", "addr", addr.String(), "loyalty", s.cfg.LoyaltyTarget)
+	})
+	if err == nil {
+		s.log.Info("redemption API stopped")
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		s.log.Warn("requests still in progress at the shutdown deadline", "error", err)
-		_ = srv.Close()
-	}
-	s.log.Info("redemption API stopped")
-	return nil
+	return err
 }
 
 // loyaltyTarget is the version of the loyalty read model that answers now.
