@@ -10,7 +10,10 @@
 //   - Exactly once. The checkpoint (last stream sequence consumed) is stored in the
 //     same transaction as the read-model writes. Events at or below it are skipped, so a
 //     redelivery or a restart never applies an event twice, and a crash before the commit
-//     loses nothing: the batch is read again from the checkpoint.
+//     loses nothing: the batch is read again from the checkpoint. Batches commit
+//     asynchronously (synchronous_commit off, unless Config.DurableCommit): a commit
+//     that a database crash takes back takes its checkpoint with it, so the batch is
+//     folded again from the log (ADR 20).
 //   - One writer. Instances of a group share the partitions through leases with an
 //     expiry (fair share: ceil(partitions / live instances)); a dead instance's
 //     partitions are taken over within the lease TTL (5s by default). Correctness does
