@@ -95,11 +95,10 @@ type activation struct {
 // books answers, per partition, the schedule an event at a stream sequence earns
 // under: the activations met before it in the partition.
 type books struct {
-	set     *ledger.RuleSet
-	pinned  *ledger.Schedule
-	acts    map[int][]activation       // by seq
-	prefix  map[int][]*ledger.Schedule // prefix[k]: the first k activations
-	loadErr error
+	set    *ledger.RuleSet
+	pinned *ledger.Schedule
+	acts   map[int][]activation       // by seq
+	prefix map[int][]*ledger.Schedule // prefix[k]: the first k activations
 }
 
 func (bk *books) at(partition int, seq uint64) (ledger.Rulebook, error) {

@@ -166,7 +166,7 @@ func TestCapsAndTiers(t *testing.T) {
 	u.evs = append(u.evs, s.evs...)
 	u.add(srcClock, local(2027, 1, 1, 0, 0), tick(local(2027, 1, 1, 0, 0)))
 	u.add(srcClock, local(2027, 6, 1, 0, 0), tick(local(2027, 6, 1, 0, 0)))
-	m, outs = run(t, book, u.evs)
+	m, _ = run(t, book, u.evs)
 	if m.Tier != "platinum" {
 		t.Fatalf("tier in June 2027 = %s, want platinum until the review", m.Tier)
 	}
