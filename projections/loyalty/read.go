@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 )
@@ -179,4 +180,41 @@ func ClubTotals(ctx context.Context, q projections.Querier, target string, month
 		return nil, fmt.Errorf("loyalty totals: %w", err)
 	}
 	return t, nil
+}
+
+// LedgerEntry is one row of a member's ledger as stored: its position n (0 first).
+type LedgerEntry struct {
+	N      int             `json:"n"`
+	Kind   string          `json:"kind"`
+	Points int64           `json:"points"`
+	At     time.Time       `json:"at"`
+	Event  events.EventRef `json:"event"`
+	Rules  string          `json:"rules"`
+}
+
+// Ledger pages through a member's ledger, newest first: up to limit entries before
+// position before (-1: from the newest). next is the position to pass as before for
+// the following page, -1 on the last page.
+func Ledger(ctx context.Context, q projections.Querier, target, customer string, before, limit int) (entries []LedgerEntry, next int, err error) {
+	if before < 0 {
+		before = int(^uint32(0) >> 1)
+	}
+	rows, err := q.Query(ctx, `SELECT n, kind, points, at, event_source, event_id, rules FROM `+pgx.Identifier{target, "entries"}.Sanitize()+`
+		WHERE customer_id = $1 AND n < $2 ORDER BY n DESC LIMIT $3`, customer, before, limit+1)
+	if err != nil {
+		return nil, -1, fmt.Errorf("loyalty ledger %s: %w", customer, err)
+	}
+	var e LedgerEntry
+	if _, err := pgx.ForEachRow(rows, []any{&e.N, &e.Kind, &e.Points, &e.At, &e.Event.Source, &e.Event.ID, &e.Rules}, func() error {
+		entries = append(entries, e)
+		return nil
+	}); err != nil {
+		return nil, -1, fmt.Errorf("loyalty ledger %s: %w", customer, err)
+	}
+	next = -1
+	if len(entries) > limit {
+		entries = entries[:limit]
+		next = entries[limit-1].N
+	}
+	return entries, next, nil
 }

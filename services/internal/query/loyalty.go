@@ -95,3 +95,59 @@ func (s *Server) getLoyaltyTotals(c *call) (*reply, error) {
 	}
 	return &reply{body: LoyaltyTotalsResponse{Totals: t, Freshness: fresh}, fresh: fresh}, nil
 }
+
+// LoyaltyLedgerResponse is the body of GET /v1/loyalty/members/{id}/ledger.
+type LoyaltyLedgerResponse struct {
+	CustomerID string                `json:"customer_id"`
+	Items      []loyalty.LedgerEntry `json:"items"`
+	// Next is the value of `before` for the following (older) page; nil on the last.
+	Next      *int       `json:"next"`
+	Freshness *Freshness `json:"freshness"`
+}
+
+// getLoyaltyLedger pages through a member's ledger, newest first: every movement of
+// points with the event that caused it and the rule version that produced it.
+func (s *Server) getLoyaltyLedger(c *call) (*reply, error) {
+	id, err := pathCustomer(c)
+	if err != nil {
+		return nil, err
+	}
+	p, err := parseParams(c, "before", "limit")
+	if err != nil {
+		return nil, err
+	}
+	before := -1
+	if v, ok := p["before"]; ok {
+		if before, err = strconv.Atoi(v); err != nil || before < 0 {
+			return nil, badParam("before", "must be a non-negative integer: the \"next\" of the previous page")
+		}
+	}
+	limit, err := p.limit()
+	if err != nil {
+		return nil, err
+	}
+	target, err := s.loyaltyTarget(c)
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := s.customerFreshness(c.ctx, target, id)
+	if err != nil {
+		return nil, err
+	}
+	items, next, err := loyalty.Ledger(c.ctx, s.db, target, id, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(items) == 0 && before < 0 {
+		return nil, &apiError{status: http.StatusNotFound, code: codeNotFound, fresh: fresh,
+			message: fmt.Sprintf("not a loyalty member as of stream sequence %d of its partition", fresh.Seq)}
+	}
+	body := LoyaltyLedgerResponse{CustomerID: id, Items: items, Freshness: fresh}
+	if body.Items == nil {
+		body.Items = []loyalty.LedgerEntry{}
+	}
+	if next >= 0 {
+		body.Next = &next
+	}
+	return &reply{body: body, fresh: fresh}, nil
+}

@@ -2,6 +2,7 @@ package query_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -68,6 +69,38 @@ func TestLoyaltyRoutes(t *testing.T) {
 		if res := f.get(t, "/v1/loyalty/members/"+alice+bad, nil); res.status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400", bad, res.status, res.body)
 		}
+	}
+
+	// The whole ledger, page by page, newest first, with no entry twice.
+	var all []loyalty.LedgerEntry
+	path := "/v1/loyalty/members/" + alice + "/ledger?limit=7"
+	for pages := 0; ; pages++ {
+		res := f.get(t, path, nil)
+		var page query.LoyaltyLedgerResponse
+		if res.status != http.StatusOK || json.Unmarshal(res.body, &page) != nil || pages > 20 {
+			t.Fatalf("ledger page %d: %d %s", pages, res.status, res.body)
+		}
+		all = append(all, page.Items...)
+		if page.Next == nil {
+			break
+		}
+		path = fmt.Sprintf("/v1/loyalty/members/%s/ledger?limit=7&before=%d", alice, *page.Next)
+	}
+	var sum int64
+	for i, e := range all {
+		if e.N != len(all)-1-i {
+			t.Fatalf("entry %d has position %d: pages skipped or repeated", i, e.N)
+		}
+		sum += e.Points
+	}
+	if len(all) < 10 || sum != a.Balance { // the entries sum to the balance at the member's time
+		t.Fatalf("ledger of %d entries sums to %d, balance %d", len(all), sum, a.Balance)
+	}
+	if res := f.get(t, "/v1/loyalty/members/"+nobody+"/ledger", nil); res.status != http.StatusNotFound {
+		t.Fatalf("ledger of a customer with none: %d", res.status)
+	}
+	if res := f.get(t, "/v1/loyalty/members/"+alice+"/ledger?before=-3", nil); res.status != http.StatusBadRequest {
+		t.Fatalf("before=-3: %d", res.status)
 	}
 
 	res = f.get(t, "/v1/loyalty/totals?months=24", nil)

@@ -97,6 +97,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/customers/{id}/timeline", s.endpoint("timeline", true, s.getTimeline))
 	mux.Handle("GET /v1/customers", s.endpoint("search", true, s.searchCustomers))
 	mux.Handle("GET /v1/loyalty/members/{id}", s.endpoint("loyalty_member", true, s.getLoyaltyMember))
+	mux.Handle("GET /v1/loyalty/members/{id}/ledger", s.endpoint("loyalty_ledger", true, s.getLoyaltyLedger))
 	mux.Handle("GET /v1/loyalty/totals", s.endpoint("loyalty_totals", true, s.getLoyaltyTotals))
 	mux.Handle("GET /v1/openapi.json", s.endpoint("openapi", false, s.getOpenAPI))
 	mux.Handle("/", s.endpoint("unmatched", false, unmatched(mux)))
