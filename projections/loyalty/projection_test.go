@@ -278,3 +278,59 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 		t.Fatalf("account: %+v %v", acct, err)
 	}
 }
+
+// TestSignalsThroughTheOutbox: an upgrade and an overdraft (a redemption larger than
+// the balance, as imported history can hold) become signals in the outbox, in the
+// fold's transaction; a rebuild of the same log emits none.
+func TestSignalsThroughTheOutbox(t *testing.T) {
+	e := newLogEnv(t)
+	rs := rules(t)
+	cst := time.FixedZone("CST", 8*3600)
+	e.activate(t, "2026-01", time.Date(2026, 1, 1, 0, 0, 0, 0, cst))
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, cst)
+	e.publish(t,
+		event(t, "C-SIG-1", "urn:touchstream:channel:recharge", at,
+			events.RechargeCompleted{RechargeID: "R-BIG", Amount: events.CNY(2000_00), Credited: events.CNY(2000_00), Method: "cash"}), // 2,000 points: silver
+		event(t, "C-SIG-2", "urn:touchstream:service:redemption", at,
+			events.PointsRedeemed{RedemptionID: "IMP-1", Points: 300, Partner: "legacy", Item: "imported"}), // nothing to spend: overdraft
+	)
+	live, err := loyalty.New(loyalty.Options{Target: "loyalty_v1", Rules: rs, Outbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fold(t, live)
+	type sig struct{ Type, Customer string }
+	read := func(q string) []sig {
+		t.Helper()
+		rows, err := e.pool.Query(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []sig
+		var s sig
+		if _, err := pgx.ForEachRow(rows, []any{&s.Type, &s.Customer}, func() error { out = append(out, s); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := fmt.Sprint([]sig{{loyalty.SignalOverdraft, "C-SIG-2"}, {loyalty.SignalTierChanged, "C-SIG-1"}})
+	if got := read(`SELECT type, customer_id FROM loyalty_v1.signals ORDER BY type`); fmt.Sprint(got) != want {
+		t.Fatalf("signals recorded: %v, want %v", got, want)
+	}
+	if got := read(`SELECT payload->>'type', payload->>'customer' FROM outbox.signals ORDER BY 1`); fmt.Sprint(got) != want {
+		t.Fatalf("signals in the outbox: %v, want %v", got, want)
+	}
+	res, err := projections.Rebuild(t.Context(), e.deps, projections.RebuildSpec{Projection: loyalty.Name,
+		New: func(target string) (projections.Projection, error) {
+			return loyalty.New(loyalty.Options{Target: target, Rules: rs, Outbox: true})
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(`SELECT type, customer_id FROM ` + res.Target + `.signals`); len(got) != 0 {
+		t.Fatalf("the rebuild emitted %v", got)
+	}
+	if got := read(`SELECT payload->>'type', payload->>'customer' FROM outbox.signals`); len(got) != 2 {
+		t.Fatalf("the outbox holds %d signals after the rebuild, want the live 2", len(got))
+	}
+}
