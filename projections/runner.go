@@ -488,10 +488,7 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 					cancel()
 					return
 				}
-				// Commit even if ctx was cancelled meanwhile: this is the drain.
-				cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.DrainTimeout)
-				err := r.process(cctx, ctx, states[w], d)
-				ccancel()
+				err := r.process(ctx, states[w], d)
 				if err != nil {
 					errs <- err
 					cancel()
@@ -692,7 +689,10 @@ type work struct {
 
 // process decodes a batch and commits it for every target, retrying as needed.
 // runCtx is the runner's context: while it lives, transient failures are retried.
-func (r *Runner) process(ctx, runCtx context.Context, st state, d *decoded) error {
+// Each attempt gets DrainTimeout of its own, detached from runCtx so that a batch in
+// hand at shutdown still commits (the drain); a deadline shared by every attempt
+// would leave a batch that once retried past it failing forever.
+func (r *Runner) process(runCtx context.Context, st state, d *decoded) error {
 	began := time.Now()
 	msgs, envs, bad, seqs := d.msgs, d.envs, d.bad, d.seqs
 	works := make([]*work, 0, len(r.projs))
@@ -748,7 +748,9 @@ func (r *Runner) process(ctx, runCtx context.Context, st state, d *decoded) erro
 	isolate := false
 	backoff := r.cfg.RetryMin
 	for {
-		err := r.commit(ctx, works, isolate, attempt+1)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), r.cfg.DrainTimeout)
+		err := r.commit(actx, works, isolate, attempt+1)
+		cancel()
 		if err == nil {
 			break
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -412,5 +413,42 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatalf("condition not met after %s", d)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// slowToRecover fails every batch with a transient error until a moment has passed.
+type slowToRecover struct {
+	tally
+	until time.Time
+	fails atomic.Int64
+}
+
+func (s *slowToRecover) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch) error {
+	if time.Now().Before(s.until) {
+		s.fails.Add(1)
+		return projections.ErrIndexBehind // transient: retried
+	}
+	return s.tally.Apply(ctx, tx, b)
+}
+
+// TestRetriesOutlastTheDrainTimeout: a batch that keeps failing transiently for
+// longer than DrainTimeout is still retried, each attempt with a fresh deadline, and
+// commits once the cause has gone (a deadline shared by every attempt used to leave
+// it failing forever).
+func TestRetriesOutlastTheDrainTimeout(t *testing.T) {
+	e := setup(t, 2)
+	want := e.publish(t, 200, 10)
+	p := &slowToRecover{tally: tally{target: "tally_v1"}, until: time.Now().Add(1500 * time.Millisecond)}
+	r := e.runner(t, projections.Config{DrainTimeout: 300 * time.Millisecond, RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}, p)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := r.CatchUp(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p.fails.Load() < 5 {
+		t.Fatalf("only %d failed attempts: the test did not outlast the drain timeout", p.fails.Load())
+	}
+	if diff := cmp.Diff(want, tallies(t, e.pool, p.target)); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
 	}
 }
