@@ -58,3 +58,38 @@ func Serve(ctx context.Context, name, addr string, ln net.Listener, h http.Handl
 	}
 	return nil
 }
+
+// Check validates the settings of server name against the request timeout its
+// handlers use: one error per problem, each naming the field and the reason.
+func (s Settings) Check(name string, requestTimeout time.Duration) []error {
+	var errs []error
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"RequestTimeout", requestTimeout}, {"ShutdownTimeout", s.ShutdownTimeout}, {"ReadHeaderTimeout", s.ReadHeaderTimeout},
+		{"ReadTimeout", s.ReadTimeout}, {"WriteTimeout", s.WriteTimeout}, {"IdleTimeout", s.IdleTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %s %s: must be positive", name, d.field, d.v))
+		}
+	}
+	if s.WriteTimeout <= requestTimeout {
+		errs = append(errs, fmt.Errorf("%s: WriteTimeout %s: must exceed RequestTimeout (%s), or slow answers are cut off unwritten", name, s.WriteTimeout, requestTimeout))
+	}
+	if s.MaxHeaderBytes < 4096 {
+		errs = append(errs, fmt.Errorf("%s: MaxHeaderBytes %d: must be at least 4096", name, s.MaxHeaderBytes))
+	}
+	return errs
+}
+
+// WriteError writes a JSON error body (already encoded, without its newline) with
+// the headers every error answer carries: JSON, never cached, no sniffing. Set any
+// other header (Retry-After, Allow) before calling it.
+func WriteError(w http.ResponseWriter, status int, body []byte) int {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+	return status
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
+	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
 // Defaults of Config; a zero field takes its default.
@@ -129,19 +130,14 @@ func (c Config) Validate() error {
 			add("query: Tiers[%d] %q: must match %s", i, t, token)
 		}
 	}
-	for name, d := range map[string]time.Duration{"RequestTimeout": c.RequestTimeout, "ShutdownTimeout": c.ShutdownTimeout,
-		"ReadHeaderTimeout": c.ReadHeaderTimeout, "ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout, "IdleTimeout": c.IdleTimeout} {
-		if d < 0 {
-			add("query: %s %s: must be positive", name, d)
-		}
-	}
-	if c.WriteTimeout <= c.RequestTimeout {
-		add("query: WriteTimeout %s: must exceed RequestTimeout (%s), or slow answers are cut off unwritten", c.WriteTimeout, c.RequestTimeout)
-	}
-	if c.MaxHeaderBytes < 4096 {
-		add("query: MaxHeaderBytes %d: must be at least 4096", c.MaxHeaderBytes)
-	}
+	errs = append(errs, c.httpSettings().Check("query", c.RequestTimeout)...)
 	return errors.Join(errs...)
+}
+
+// httpSettings are the HTTP server's bounds.
+func (c Config) httpSettings() httpserve.Settings {
+	return httpserve.Settings{ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
+		IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes, ShutdownTimeout: c.ShutdownTimeout}
 }
 
 // Deps are the server's collaborators.

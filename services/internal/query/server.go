@@ -107,10 +107,7 @@ func (s *Server) routes() http.Handler {
 // Run serves until ctx is cancelled, then stops accepting, lets the requests in
 // progress finish within ShutdownTimeout and returns nil.
 func (s *Server) Run(ctx context.Context) error {
-	err := httpserve.Serve(ctx, "query", s.cfg.Addr, s.listener, s.handler, httpserve.Settings{
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout,
-		IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes, ShutdownTimeout: s.cfg.ShutdownTimeout,
-	}, s.log, func(addr net.Addr) {
+	err := httpserve.Serve(ctx, "query", s.cfg.Addr, s.listener, s.handler, s.cfg.httpSettings(), s.log, func(addr net.Addr) {
 		s.log.Info("query API serving", "addr", addr.String(), "customer360", s.cfg.Customer360Target, "timeline", s.cfg.TimelineTarget)
 	})
 	if err == nil {
@@ -263,16 +260,10 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) int {
 	if err != nil { // cannot happen: plain strings and numbers
 		body = []byte(`{"error":{"code":"internal","message":"internal error","request_id":""}}`)
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	if e.fresh != nil {
-		e.fresh.setHeaders(h)
+		e.fresh.setHeaders(w.Header())
 	}
-	w.WriteHeader(e.status)
-	_, _ = w.Write(append(body, '\n'))
-	return e.status
+	return httpserve.WriteError(w, e.status, body)
 }
 
 // writeReply answers 200 with the body and its strong ETag, or 304 when the client

@@ -14,6 +14,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
 // Source is the CloudEvents source of every event the service publishes: the only
@@ -137,23 +138,22 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"SweepInterval", c.SweepInterval}, {"PendingGrace", c.PendingGrace}, {"RequestTimeout", c.RequestTimeout},
-		{"ShutdownTimeout", c.ShutdownTimeout}, {"ReadHeaderTimeout", c.ReadHeaderTimeout}, {"ReadTimeout", c.ReadTimeout},
-		{"WriteTimeout", c.WriteTimeout}, {"IdleTimeout", c.IdleTimeout}} {
+	}{{"SweepInterval", c.SweepInterval}, {"PendingGrace", c.PendingGrace}} {
 		if d.v < 0 {
 			add("redeem: %s %s: must be positive", d.name, d.v)
 		}
 	}
-	if c.WriteTimeout <= c.RequestTimeout {
-		add("redeem: WriteTimeout %s: must exceed RequestTimeout (%s), or slow answers are cut off unwritten", c.WriteTimeout, c.RequestTimeout)
-	}
 	if c.PendingGrace < c.RequestTimeout {
 		add("redeem: PendingGrace %s: must be at least RequestTimeout (%s), so the sweeper leaves requests in progress alone", c.PendingGrace, c.RequestTimeout)
 	}
-	if c.MaxHeaderBytes < 4096 {
-		add("redeem: MaxHeaderBytes %d: must be at least 4096", c.MaxHeaderBytes)
-	}
+	errs = append(errs, c.httpSettings().Check("redeem", c.RequestTimeout)...)
 	return errors.Join(errs...)
+}
+
+// httpSettings are the HTTP server's bounds.
+func (c Config) httpSettings() httpserve.Settings {
+	return httpserve.Settings{ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout, WriteTimeout: c.WriteTimeout,
+		IdleTimeout: c.IdleTimeout, MaxHeaderBytes: c.MaxHeaderBytes, ShutdownTimeout: c.ShutdownTimeout}
 }
 
 // BalanceFunc returns a member's projected points balance as of asOf, read through q

@@ -93,10 +93,7 @@ func (s *Server) Run(ctx context.Context) error {
 	swept := make(chan struct{})
 	go func() { defer close(swept); s.sweepLoop(sweepCtx) }()
 	defer func() { stopSweep(); <-swept }()
-	err := httpserve.Serve(ctx, "redeem", s.cfg.Addr, s.listener, s.handler, httpserve.Settings{
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ReadTimeout: s.cfg.ReadTimeout, WriteTimeout: s.cfg.WriteTimeout,
-		IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes, ShutdownTimeout: s.cfg.ShutdownTimeout,
-	}, s.log, func(addr net.Addr) {
+	err := httpserve.Serve(ctx, "redeem", s.cfg.Addr, s.listener, s.handler, s.cfg.httpSettings(), s.log, func(addr net.Addr) {
 		s.log.Info("redemption API serving", "addr", addr.String(), "loyalty", s.cfg.LoyaltyTarget)
 	})
 	if err == nil {
@@ -260,18 +257,13 @@ func (s *Server) writeError(w http.ResponseWriter, c *call, e *apiError) int {
 		body = []byte(`{"error":{"code":"internal","message":"internal error","request_id":""}}`)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
 	if e.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	if e.allow != "" {
 		h.Set("Allow", e.allow)
 	}
-	w.WriteHeader(e.status)
-	_, _ = w.Write(append(body, '\n'))
-	return e.status
+	return httpserve.WriteError(w, e.status, body)
 }
 
 func (s *Server) writeReply(w http.ResponseWriter, c *call, rep *reply) int {
