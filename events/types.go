@@ -31,6 +31,9 @@ const (
 	TypeDeadLetterDiscarded    = "deadletter.discarded"
 	TypeLoyaltyRulesActivated  = "loyalty.rules_activated"
 	TypePointsAdjusted         = "points.adjusted"
+	TypeChurnModelActivated    = "churn.model_activated"
+	TypeAlertAcknowledged      = "alert.acknowledged"
+	TypeAlertClosed            = "alert.closed"
 )
 
 // Money is an amount in integer fen (1/100 yuan) with an ISO 4217 currency code.
@@ -376,6 +379,47 @@ type LoyaltyRulesActivated struct {
 func (LoyaltyRulesActivated) EventType() string { return TypeLoyaltyRulesActivated }
 func (LoyaltyRulesActivated) SchemaMajor() int  { return 1 }
 
+// ChurnModelActivated: a churn scorer (a rule version, "rules:<version>", or a trained
+// model, "sha256:<hex>" of its content) is in force from EffectiveAt on.
+// churn.model_activated v1, partition-wide: publish it with NewPartitionEvents.
+type ChurnModelActivated struct {
+	Model       string    `json:"model"`
+	EffectiveAt time.Time `json:"effective_at"`
+	Note        string    `json:"note,omitempty"`
+}
+
+func (ChurnModelActivated) EventType() string { return TypeChurnModelActivated }
+func (ChurnModelActivated) SchemaMajor() int  { return 1 }
+
+// AlertAcknowledged: the retention desk took a churn alert in hand.
+// alert.acknowledged v1; published only by the console's command service.
+type AlertAcknowledged struct {
+	AlertID string `json:"alert_id"`
+	StaffID string `json:"staff_id"`
+	Note    string `json:"note,omitempty"`
+}
+
+func (AlertAcknowledged) EventType() string { return TypeAlertAcknowledged }
+func (AlertAcknowledged) SchemaMajor() int  { return 1 }
+
+// Alert outcomes.
+const (
+	OutcomeRetained = "retained"
+	OutcomeChurned  = "churned"
+)
+
+// AlertClosed: the retention desk closed a churn alert with its outcome (retained or
+// churned). alert.closed v1; published only by the console's command service.
+type AlertClosed struct {
+	AlertID string `json:"alert_id"`
+	Outcome string `json:"outcome"`
+	StaffID string `json:"staff_id"`
+	Note    string `json:"note,omitempty"`
+}
+
+func (AlertClosed) EventType() string { return TypeAlertClosed }
+func (AlertClosed) SchemaMajor() int  { return 1 }
+
 // ClockTicked: a period boundary passed. clock.ticked v1, partition-wide: publish it
 // with NewPartitionEvents.
 type ClockTicked struct {
@@ -470,6 +514,12 @@ func NewPayload(eventType string, major int) (Payload, bool) {
 		return &LoyaltyRulesActivated{}, true
 	case TypePointsAdjusted:
 		return &PointsAdjusted{}, true
+	case TypeChurnModelActivated:
+		return &ChurnModelActivated{}, true
+	case TypeAlertAcknowledged:
+		return &AlertAcknowledged{}, true
+	case TypeAlertClosed:
+		return &AlertClosed{}, true
 	}
 	return nil, false
 }

@@ -16,10 +16,13 @@ import (
 // catalogTypes is the event catalog. A type added without being listed here, or
 // listed without its directory, fails TestCatalogComplete.
 var catalogTypes = []string{
+	"alert.acknowledged",
+	"alert.closed",
 	"bill.adjusted",
 	"bill.issued",
 	"bill.paid",
 	"call.completed",
+	"churn.model_activated",
 	"clock.ticked",
 	"complaint.opened",
 	"complaint.resolved",
@@ -232,7 +235,7 @@ func TestStoredForm(t *testing.T) {
 				t.Errorf("StoredURI() = %q", got)
 			}
 			wantScope := ScopeCustomer
-			if s.Type == "clock.ticked" || s.Type == "loyalty.rules_activated" {
+			if s.Type == "clock.ticked" || s.Type == "loyalty.rules_activated" || s.Type == "churn.model_activated" {
 				wantScope = ScopePartition
 			}
 			if s.Scope != wantScope {

@@ -110,6 +110,8 @@ var ReservedTypes = map[string]string{
 	"points.adjusted":         "the club's operators (touchstream loyalty adjust)",
 	"loyalty.rules_activated": "the club's operators (touchstream loyalty activate)",
 	"alert.acknowledged":      "the console's command service",
+	"alert.closed":            "the console's command service",
+	"churn.model_activated":   "the retention team's operators (touchstream churn activate)",
 	"clock.ticked":            "the scheduler",
 }
 
