@@ -308,7 +308,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 	if err := p.store(ctx, tx, order, members, batchActs); err != nil {
 		return err
 	}
-	if err := p.emit(ctx, tx, sigs); err != nil {
+	if err := outbox.Record(ctx, tx, p.opts.Target, p.opts.Outbox, sigs...); err != nil {
 		return err
 	}
 	if err := Settle(ctx, tx, settle); err != nil {
@@ -580,30 +580,6 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, order []string, membe
 			ap, as, aid, aver, aeff); err != nil {
 			return fmt.Errorf("loyalty: store activations: %w", err)
 		}
-	}
-	return nil
-}
-
-// emit records the signals in the version's table and hands them to the outbox.
-func (p *Projection) emit(ctx context.Context, tx pgx.Tx, sigs []outbox.Signal) error {
-	if len(sigs) == 0 {
-		return nil
-	}
-	var ids, custs, types []string
-	var ats []time.Time
-	var seqs []int64
-	var data [][]byte
-	for _, s := range sigs {
-		ids, custs, types = append(ids, s.ID), append(custs, s.Customer), append(types, s.Type)
-		ats, seqs, data = append(ats, s.Time), append(seqs, int64(s.Seq)), append(data, s.Data)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{p.opts.Target}.Sanitize()+`.signals (id, customer_id, type, at, seq, data)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::jsonb[]) ON CONFLICT (id) DO NOTHING`,
-		ids, custs, types, ats, seqs, data); err != nil {
-		return fmt.Errorf("loyalty: record signals: %w", err)
-	}
-	if p.opts.Outbox {
-		return outbox.Emit(ctx, tx, sigs...)
 	}
 	return nil
 }

@@ -206,3 +206,29 @@ func Emit(ctx context.Context, tx pgx.Tx, sigs ...Signal) error {
 	}
 	return nil
 }
+
+// Record writes signals into a projection version's own signals table
+// (<target>.signals: id, customer_id, type, at, seq, data; a signal already there is
+// kept) and, when forward is set, into the outbox, all in the caller's transaction.
+func Record(ctx context.Context, tx pgx.Tx, target string, forward bool, sigs ...Signal) error {
+	if len(sigs) == 0 {
+		return nil
+	}
+	var ids, custs, types []string
+	var ats []time.Time
+	var seqs []int64
+	var data [][]byte
+	for _, s := range sigs {
+		ids, custs, types = append(ids, s.ID), append(custs, s.Customer), append(types, s.Type)
+		ats, seqs, data = append(ats, s.Time), append(seqs, int64(s.Seq)), append(data, s.Data)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{target}.Sanitize()+`.signals (id, customer_id, type, at, seq, data)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[], $6::jsonb[]) ON CONFLICT (id) DO NOTHING`,
+		ids, custs, types, ats, seqs, data); err != nil {
+		return fmt.Errorf("record signals in %s: %w", target, err)
+	}
+	if forward {
+		return Emit(ctx, tx, sigs...)
+	}
+	return nil
+}
