@@ -161,13 +161,18 @@ func (s *Scorer) Score(v Vector) Score {
 		}
 		out.Reasons = append(out.Reasons, r)
 	}
-	slices.SortFunc(out.Reasons, func(a, b Reason) int {
-		return cmp.Or(cmp.Compare(b.Contribution, a.Contribution), cmp.Compare(a.Feature, b.Feature))
-	})
+	SortReasons(out.Reasons)
 	for _, r := range out.Reasons {
 		out.Logit += r.Contribution
 	}
 	out.Probability = 1 / (1 + math.Exp(-out.Logit))
 	out.Alert = out.Probability >= s.rules.AlertThreshold
 	return out
+}
+
+// SortReasons orders reasons by contribution, largest first, ties by feature name.
+func SortReasons(rs []Reason) {
+	slices.SortFunc(rs, func(a, b Reason) int {
+		return cmp.Or(cmp.Compare(b.Contribution, a.Contribution), cmp.Compare(a.Feature, b.Feature))
+	})
 }

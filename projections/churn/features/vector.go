@@ -260,3 +260,6 @@ func monthsBetween(a, b time.Time) int {
 	}
 	return m
 }
+
+// DayStart is the first instant of a day number (DayOf) in Zone.
+func DayStart(day int32) time.Time { return dayTime(day) }
