@@ -66,6 +66,10 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	churnRules, err := loadChurnRules(&c)
+	if err != nil {
+		return err
+	}
 	o.Streams, o.AdminURL = def, c.DatabaseURL
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -89,7 +93,7 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 			return srv.Handler(), func() { _ = pub.Close() }, nil
 		},
 		Loyalty: func(target, pin string) (projections.Projection, error) {
-			return newLoyalty(target, pin, projectorDeps{loyalty: club})
+			return newLoyalty(target, pin, projectorDeps{loyalty: club, churn: churnRules})
 		},
 		Customer360: func(d bench.ProjectorDeps, target string) (projections.Projection, error) {
 			return newCustomer360(target, projectorDeps{tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey})

@@ -106,19 +106,25 @@ func runLoyalty(ctx context.Context, args []string, env config.Env, stdout io.Wr
 
 // activateRules publishes a rule activation to every partition.
 func activateRules(ctx context.Context, tc *toolConn, version string, at time.Time, note string) (int, error) {
-	pub, err := events.NewPublisher(ctx, tc.nc, events.WithLayout(tc.def.Layout), events.WithSource(loyaltyAdminSource), events.WithCatalog(tc.cat),
+	return publishPartitionWide(ctx, tc, loyaltyAdminSource, at, events.LoyaltyRulesActivated{Version: version, EffectiveAt: at, Note: note})
+}
+
+// publishPartitionWide publishes a partition-wide event (an activation) to every
+// partition, from an operators' tool.
+func publishPartitionWide(ctx context.Context, tc *toolConn, source string, at time.Time, p events.Payload) (int, error) {
+	pub, err := events.NewPublisher(ctx, tc.nc, events.WithLayout(tc.def.Layout), events.WithSource(source), events.WithCatalog(tc.cat),
 		events.WithLimits(events.Limits{MaxSize: 64 << 10}))
 	if err != nil {
 		return 0, err
 	}
 	defer pub.Close()
-	evs, err := events.NewPartitionEvents(tc.def.Layout.Partitions, at, events.LoyaltyRulesActivated{Version: version, EffectiveAt: at, Note: note})
+	evs, err := events.NewPartitionEvents(tc.def.Layout.Partitions, at, p)
 	if err != nil {
 		return 0, err
 	}
 	for i, r := range pub.PublishBatch(ctx, evs) {
 		if r.Err != nil {
-			return 0, fmt.Errorf("activate %s in partition %d: %w (run it again: partitions already stored keep it once, by id)", version, i, r.Err)
+			return 0, fmt.Errorf("publish %s in partition %d: %w (run it again: partitions already stored keep it once, by id)", p.EventType(), i, r.Err)
 		}
 	}
 	return len(evs), nil

@@ -37,6 +37,7 @@ func commands() []command {
 		{"query", "serve the query API: customer profile, timeline and search, with OpenAPI", runQuery},
 		{"redeem", "serve the loyalty redemption API (the only producer of points.redeemed), with OpenAPI", runRedeem},
 		{"projector", "fold the log into the read models (timeline, customer 360, loyalty ledger, idempotency index)", runProjector},
+		{"churn", "train, evaluate and activate churn scorers (rules or models trained from the log)", runChurn},
 		{"bench", "measure throughput and latency on this machine, beside its raw limits (make bench)", runBench},
 		{"status", "show the log's streams and every projection target: checkpoints, lag, dead letters, rebuilds", runStatus},
 		{"dlq", "dead letters: list, show, redrive (recompute the customer) or discard (recorded in the log)", runDLQ},

@@ -86,7 +86,11 @@ func connectOps(ctx context.Context, f *opsFlags, withKeys, withPublisher bool) 
 			if err != nil {
 				return nil, err
 			}
-			return resolveTarget(target, projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: key, loyalty: club})
+			churnRules, err := loadChurnRules(c)
+			if err != nil {
+				return nil, err
+			}
+			return resolveTarget(target, projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: key, loyalty: club, churn: churnRules})
 		}}
 	if withKeys {
 		deps.Keys = keys

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,11 +19,14 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/churn"
+	"github.com/touchstream/touchstream/projections/churn/features"
 	"github.com/touchstream/touchstream/projections/customer360"
 	"github.com/touchstream/touchstream/projections/dedup"
 	"github.com/touchstream/touchstream/projections/loyalty"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/outbox"
+	"github.com/touchstream/touchstream/projections/servicelevel"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/projections/verify"
@@ -37,11 +42,14 @@ const (
 	timelineTarget    = "timeline_v1"
 	customer360Target = "customer360_v1"
 	loyaltyTarget     = "loyalty_v1"
+	churnTarget       = "churn_v1"
+	serviceTarget     = "servicelevel_v1"
 )
 
 // defaultServing is the serving version of each versioned read model on a new database.
 func defaultServing() map[string]string {
-	return map[string]string{timeline.Name: timelineTarget, customer360.Name: customer360Target, loyalty.Name: loyaltyTarget}
+	return map[string]string{timeline.Name: timelineTarget, customer360.Name: customer360Target, loyalty.Name: loyaltyTarget,
+		churn.Name: churnTarget, servicelevel.Name: serviceTarget}
 }
 
 // servingPoll is how often a projector looks for a switched serving version.
@@ -86,12 +94,15 @@ type projectorDeps struct {
 	registry prometheus.Registerer
 	log      *slog.Logger
 	// loyalty are the club's earning rules (deploy/loyalty.json); nil: no loyalty
-	// projection. loyaltyPin is the rule version the serving loyalty version was
-	// rebuilt pinned to ("" : as the log activates them). loyaltyOutbox sends its
-	// signals through the transactional outbox to SIGNALS (the live projector).
-	loyalty       *ledger.RuleSet
-	loyaltyPin    string
-	loyaltyOutbox bool
+	// projection. churn is the churn rule scorer (deploy/churn-rules.json); nil: no
+	// churn projection. pins are the rule or model versions the serving versions
+	// were rebuilt pinned to, by projection ("" : as the log activates them).
+	// outbox sends the signals of loyalty, churn and service levels through the
+	// transactional outbox to SIGNALS (the live projector).
+	loyalty *ledger.RuleSet
+	churn   *features.Scorer
+	pins    map[string]string
+	outbox  bool
 }
 
 // buildProjector assembles the projector: the read models it folds, in the order they
@@ -121,12 +132,32 @@ func buildProjector(f projectorFlags, d projectorDeps, serving map[string]string
 		if t := serving[loyalty.Name]; t != "" {
 			lt = t
 		}
-		lp, err := newLoyalty(lt, d.loyaltyPin, d)
+		lp, err := newLoyalty(lt, d.pins[loyalty.Name], d)
 		if err != nil {
 			return nil, err
 		}
 		readModels = append(readModels, lp)
 	}
+	if d.churn != nil {
+		ct := churnTarget
+		if t := serving[churn.Name]; t != "" {
+			ct = t
+		}
+		cp, err := newChurn(ct, d.pins[churn.Name], d)
+		if err != nil {
+			return nil, err
+		}
+		readModels = append(readModels, cp)
+	}
+	st := serviceTarget
+	if t := serving[servicelevel.Name]; t != "" {
+		st = t
+	}
+	sl, err := servicelevel.New(servicelevel.Options{Target: st, Outbox: d.outbox})
+	if err != nil {
+		return nil, err
+	}
+	readModels = append(readModels, sl)
 	history := &projections.LogHistory{
 		Index:   &timeline.Index{Target: tl, Layout: d.layout},
 		JS:      d.js,
@@ -150,7 +181,16 @@ func newLoyalty(target, pin string, d projectorDeps) (projections.Projection, er
 	if d.loyalty == nil {
 		return nil, fmt.Errorf("loyalty rules not loaded (deploy/loyalty.json)")
 	}
-	return loyalty.New(loyalty.Options{Target: target, Rules: d.loyalty, Pin: pin, Outbox: d.loyaltyOutbox})
+	return loyalty.New(loyalty.Options{Target: target, Rules: d.loyalty, Pin: pin, Outbox: d.outbox})
+}
+
+// newChurn binds the churn projection to a target, under a pinned scorer ("" : as
+// the log activates them).
+func newChurn(target, pin string, d projectorDeps) (projections.Projection, error) {
+	if d.churn == nil {
+		return nil, fmt.Errorf("churn rules not loaded (deploy/churn-rules.json)")
+	}
+	return churn.New(churn.Options{Target: target, Rules: d.churn, Pin: pin, Tiers: d.tiers, Outbox: d.outbox})
 }
 
 // projectionFor builds the projection that writes a versioned target
@@ -166,8 +206,12 @@ func projectionFor(target, pin string, d projectorDeps) (projections.Projection,
 		return timeline.New(target), nil
 	case ok && name == loyalty.Name:
 		return newLoyalty(target, pin, d)
+	case ok && name == churn.Name:
+		return newChurn(target, pin, d)
+	case ok && name == servicelevel.Name:
+		return servicelevel.New(servicelevel.Options{Target: target, Outbox: d.outbox})
 	}
-	return nil, fmt.Errorf("no projection writes target %q (known: %s_vN, %s_vN, %s_vN)", target, customer360.Name, timeline.Name, loyalty.Name)
+	return nil, fmt.Errorf("no projection writes target %q (known: %s)", target, knownTargets)
 }
 
 // resolveTarget is projectionFor with the target's pin looked up: for redrives.
@@ -182,6 +226,18 @@ func resolveTarget(target string, d projectorDeps) (projections.Projection, erro
 		}
 	}
 	return projectionFor(target, pin, d)
+}
+
+// knownTargets names the versioned read models, for errors.
+var knownTargets = strings.Join([]string{customer360.Name + "_vN", timeline.Name + "_vN", loyalty.Name + "_vN", churn.Name + "_vN", servicelevel.Name + "_vN"}, ", ")
+
+// loadChurnRules reads the churn rule scorer.
+func loadChurnRules(c *config.Common) (*features.Scorer, error) {
+	b, err := os.ReadFile(c.DeployFile("churn-rules.json"))
+	if err != nil {
+		return nil, err
+	}
+	return features.Load(b)
 }
 
 // loadLoyaltyRules reads the club's earning rules.
@@ -210,15 +266,16 @@ func followServing(ctx context.Context, f projectorFlags, d projectorDeps, every
 			case <-time.After(every):
 			}
 		}
-		if d.loyalty != nil {
-			pin, err := projections.TargetPin(ctx, d.pool, serving[loyalty.Name])
+		d.pins = map[string]string{}
+		for _, name := range []string{loyalty.Name, churn.Name} {
+			pin, err := projections.TargetPin(ctx, d.pool, serving[name])
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return err
 			}
-			d.loyaltyPin = pin
+			d.pins[name] = pin
 		}
 		runner, err := buildProjector(f, d, serving)
 		if err != nil {
@@ -325,13 +382,18 @@ func runProjector(ctx context.Context, args []string, env config.Env, stdout io.
 	if err != nil {
 		return err
 	}
+	churnRules, err := loadChurnRules(&c)
+	if err != nil {
+		return err
+	}
 	deps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log, loyalty: club, loyaltyOutbox: true}
+		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log, loyalty: club, churn: churnRules, outbox: true}
 	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}}, log)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "projector folding the serving versions of %s, %s and %s, and %s (admin %s)\n", timeline.Name, customer360.Name, loyalty.Name, dedup.Schema, c.AdminAddr)
+	fmt.Fprintf(stdout, "projector folding the serving versions of %s, %s, %s, %s and %s, and %s (admin %s)\n", timeline.Name, customer360.Name, loyalty.Name,
+		churn.Name, servicelevel.Name, dedup.Schema, c.AdminAddr)
 	pruner := &dedup.Pruner{Pool: pool, Horizon: f.horizon, Log: log}
 	var verifier *verify.Verifier
 	if f.verifyEvery > 0 {

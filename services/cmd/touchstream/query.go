@@ -13,6 +13,7 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/churn/features"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/admin"
@@ -87,10 +88,14 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	churnRules, err := loadChurnRules(&c)
+	if err != nil {
+		return err
+	}
 	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
 	srv, err := buildQuery(f, queryDeps{
 		db: pool, keys: keys, layout: def.Layout,
-		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club,
+		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club, churn: churnRules,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -104,7 +109,7 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		return err
 	}
 	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log},
-		projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: phoneKey, loyalty: club})
+		projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: phoneKey, loyalty: club, churn: churnRules})
 	if err != nil {
 		return err
 	}
@@ -122,7 +127,8 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 
 // queryDeps are what the query API is built from.
 type queryDeps struct {
-	loyalty  *ledger.RuleSet // nil: no loyalty routes
+	loyalty  *ledger.RuleSet  // nil: no loyalty routes
+	churn    *features.Scorer // nil: no churn routes
 	db       projections.Querier
 	keys     events.KeySource
 	layout   events.Layout

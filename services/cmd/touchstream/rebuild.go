@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,8 +16,10 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/churn"
 	"github.com/touchstream/touchstream/projections/customer360"
 	"github.com/touchstream/touchstream/projections/loyalty"
+	"github.com/touchstream/touchstream/projections/servicelevel"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/services/internal/config"
 )
@@ -29,7 +32,7 @@ const rebuildUsage = `usage:
   touchstream rebuild switch <target>                  make a version built with --no-switch the serving one
   touchstream rebuild drop <target>                    delete a version that no longer serves
 
-Projections: customer360, timeline, loyalty. A rebuild folds the whole log into the next version
+Projections: customer360, timeline, loyalty, churn, servicelevel. A rebuild folds the whole log into the next version
 (customer360_v2, ...) while the serving version keeps answering; it shows progress
 with rate and ETA, survives interruption (run the same command again: it resumes from
 its checkpoints), then switches readers in one statement. The live projector follows
@@ -67,12 +70,16 @@ func connectFold(ctx context.Context, c config.Common, name string) (*foldDeps, 
 	if err != nil {
 		return nil, err
 	}
+	churnRules, err := loadChurnRules(&c)
+	if err != nil {
+		return nil, err
+	}
 	tc, err := connectTool(ctx, &c, name, 8)
 	if err != nil {
 		return nil, err
 	}
 	return &foldDeps{toolConn: tc, projDep: projectorDeps{pool: tc.pool, nc: tc.nc, js: tc.js, layout: tc.def.Layout, cat: tc.cat,
-		tiers: tiers, phoneKey: phoneKey, keys: events.NewKeyClient(tc.nc, events.KeyClientConfig{}), log: tc.log, loyalty: club}}, nil
+		tiers: tiers, phoneKey: phoneKey, keys: events.NewKeyClient(tc.nc, events.KeyClientConfig{}), log: tc.log, loyalty: club, churn: churnRules}}, nil
 }
 
 // runtimeDeps are the runner's dependencies, with the customer index over the serving
@@ -94,13 +101,20 @@ func (d *foldDeps) history(timelineTarget string) *projections.LogHistory {
 	}
 }
 
+// churnPin is what a churn rebuild can be pinned to (churn.model_activated's model).
+var churnPin = regexp.MustCompile(`^(rules:[A-Za-z0-9][A-Za-z0-9._-]{0,63}|sha256:[0-9a-f]{64})$`)
+
 // newVersion binds a versioned projection to a target, under a pinned rule version
 // for loyalty.
 func (d *foldDeps) newVersion(projection, pin string) (func(string) (projections.Projection, error), error) {
 	switch projection {
-	case customer360.Name, timeline.Name:
+	case customer360.Name, timeline.Name, servicelevel.Name:
 		if pin != "" {
-			return nil, fmt.Errorf("%w: --pin: %s has no rule versions (only %s has)", errUsage, projection, loyalty.Name)
+			return nil, fmt.Errorf("%w: --pin: %s has no rule versions (only %s and %s have)", errUsage, projection, loyalty.Name, churn.Name)
+		}
+	case churn.Name:
+		if pin != "" && !churnPin.MatchString(pin) {
+			return nil, fmt.Errorf("%w: --pin: %q: want rules:<version> (deploy/churn-rules.json) or a trained model's sha256:<hex> (touchstream churn models)", errUsage, pin)
 		}
 	case loyalty.Name:
 		if pin != "" {
@@ -109,8 +123,8 @@ func (d *foldDeps) newVersion(projection, pin string) (func(string) (projections
 			}
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown projection %q: one of %s, %s, %s (dedup is an index, not versioned)", errUsage, projection,
-			customer360.Name, timeline.Name, loyalty.Name)
+		return nil, fmt.Errorf("%w: unknown projection %q: one of %s, %s, %s, %s, %s (dedup is an index, not versioned)", errUsage, projection,
+			customer360.Name, timeline.Name, loyalty.Name, churn.Name, servicelevel.Name)
 	}
 	return func(t string) (projections.Projection, error) { return projectionFor(t, pin, d.projDep) }, nil
 }
@@ -330,8 +344,8 @@ func endOf(to uint64) string {
 // recomputeCustomers recomputes customers in place in the serving version of a
 // projection, from their own events (the timeline index and direct gets).
 func recomputeCustomers(ctx context.Context, d *foldDeps, projection, list string, stdout io.Writer, asJSON bool) error {
-	if projection != customer360.Name && projection != loyalty.Name {
-		return fmt.Errorf("%w: only %s and %s recompute single customers; rebuild %s as a new version", errUsage, customer360.Name, loyalty.Name, projection)
+	if projection != customer360.Name && projection != loyalty.Name && projection != churn.Name {
+		return fmt.Errorf("%w: only %s, %s and %s recompute single customers; rebuild %s as a new version", errUsage, customer360.Name, loyalty.Name, churn.Name, projection)
 	}
 	serving, err := projections.EnsureServing(ctx, d.pool, defaultServing())
 	if err != nil {

@@ -151,6 +151,10 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
+	churnRules, err := loadChurnRules(&c)
+	if err != nil {
+		return err
+	}
 	opened, err := ensureClubOpen(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log}, club)
 	if err != nil {
 		return fmt.Errorf("open the loyalty club: %w", err)
@@ -159,9 +163,9 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		log.Info("loyalty club opened with the newest rule version (embedded default)", "version", opened)
 	}
 	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, loyaltyOutbox: true}
+		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, churn: churnRules, outbox: true}
 	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
-		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club})
+		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, churn: churnRules})
 	if err != nil {
 		return err
 	}
