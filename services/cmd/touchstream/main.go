@@ -38,6 +38,7 @@ func commands() []command {
 		{"redeem", "serve the loyalty redemption API (the only producer of points.redeemed), with OpenAPI", runRedeem},
 		{"projector", "fold the log into the read models (timeline, customer 360, loyalty ledger, idempotency index)", runProjector},
 		{"churn", "train, evaluate and activate churn scorers (rules or models trained from the log)", runChurn},
+		{"notify", "deliver derived signals (SIGNALS) to webhooks, signed, with retries; list, redeliver or discard parked deliveries", runNotify},
 		{"bench", "measure throughput and latency on this machine, beside its raw limits (make bench)", runBench},
 		{"status", "show the log's streams and every projection target: checkpoints, lag, dead letters, rebuilds", runStatus},
 		{"dlq", "dead letters: list, show, redrive (recompute the customer) or discard (recorded in the log)", runDLQ},
