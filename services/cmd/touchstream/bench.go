@@ -21,6 +21,7 @@ import (
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/services/internal/redeem"
+	"github.com/touchstream/touchstream/services/internal/simulate"
 )
 
 // benchDatabaseURL is the bench's default PostgreSQL: the local cluster's maintenance
@@ -44,6 +45,8 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	fs.IntVar(&o.Customers, "customers", bench.DefaultCustomers, "customers of the projector's data set (also the query and e2e population; ingest uses at most 100,000)")
 	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events of the projector's data set (ingest sends at most 200,000, and 100,000 with personal fields)")
 	fs.StringVar(&o.PrivatePostgres, "private-postgres", "4GB", "shared_buffers of a private, tuned PostgreSQL cluster made with initdb for the run (\"\": use --database-url's cluster as it is)")
+	fs.IntVar(&o.ChurnCustomers, "churn-customers", bench.DefaultChurnPop, "churn suite: the simulator's customers")
+	fs.IntVar(&o.ChurnDays, "churn-days", bench.DefaultChurnDays, "churn suite: days of history from 1 January (at least 45; January's snapshots are trained on)")
 	fs.StringVar(&o.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of the ingest runs, the projector catch-up and the rebuild here (go tool pprof -top FILE)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -70,6 +73,10 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	if o.Simulator, err = simulate.LoadParams(c.DeployFile("simulator.json")); err != nil {
+		return err
+	}
+	o.ChurnRules = churnRules
 	o.Streams, o.AdminURL = def, c.DatabaseURL
 	if err := o.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -93,7 +100,10 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 			return srv.Handler(), func() { _ = pub.Close() }, nil
 		},
 		Loyalty: func(target, pin string) (projections.Projection, error) {
-			return newLoyalty(target, pin, projectorDeps{loyalty: club, churn: churnRules})
+			return newLoyalty(target, pin, projectorDeps{loyalty: club})
+		},
+		Churn: func(target string) (projections.Projection, error) {
+			return newChurn(target, "", projectorDeps{churn: churnRules, tiers: tiers})
 		},
 		Customer360: func(d bench.ProjectorDeps, target string) (projections.Projection, error) {
 			return newCustomer360(target, projectorDeps{tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey})

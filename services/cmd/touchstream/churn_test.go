@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,11 +35,9 @@ func simulateHistory(t *testing.T, c *cliEnv, customers, days int, start time.Ti
 		t.Fatal(err)
 	}
 	var channels []simulate.Channel
-	source := map[string]string{}
 	for _, ch := range chs {
 		channels = append(channels, simulate.Channel{Name: ch.Name, Source: ch.Source, AllowedTypes: ch.AllowedTypes, MaxAge: time.Duration(ch.MaxAge),
 			APIKey: params.DevAPIKeys[ch.Name]})
-		source[ch.Name] = ch.Source
 	}
 	end := start.AddDate(0, 0, days)
 	g, err := simulate.NewGenerator(simulate.GeneratorConfig{Params: params, Channels: channels, Seed: 11, Customers: customers, Start: start, End: end})
@@ -50,46 +50,17 @@ func simulateHistory(t *testing.T, c *cliEnv, customers, days int, start time.Ti
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	var batch []*events.Event
-	n := 0
-	flush := func() {
-		for i, r := range pub.PublishBatch(t.Context(), batch) {
+	n, err := simulate.Log(t.Context(), g, start, end, c.def.Layout.Partitions, 2000, func(ctx context.Context, evs []*events.Event) error {
+		for i, r := range pub.PublishBatch(ctx, evs) {
 			if r.Err != nil {
-				t.Fatalf("publish %s: %v", batch[i].Type, r.Err)
+				return fmt.Errorf("publish %s: %w", evs[i].Type, r.Err)
 			}
 		}
-		n += len(batch)
-		batch = batch[:0]
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	loc := start.Location()
-	nextTick := time.Date(start.Year(), start.Month(), start.Day()+1, 0, 0, 0, 0, loc)
-	for {
-		d, ok := g.Next()
-		for ok && !d.At.Before(nextTick) || !ok && nextTick.Before(end) {
-			ticks, err := events.NewPartitionEvents(c.def.Layout.Partitions, nextTick, events.ClockTicked{Period: "day", Tick: nextTick})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range ticks {
-				e.Source = "urn:touchstream:service:clock"
-			}
-			batch = append(batch, ticks...)
-			nextTick = nextTick.AddDate(0, 0, 1)
-		}
-		if !ok {
-			break
-		}
-		e, err := events.NewEvent(d.Customer, d.At, d.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.ID, e.Source = d.ID, source[d.Channel]
-		batch = append(batch, e)
-		if len(batch) >= 2000 {
-			flush()
-		}
-	}
-	flush()
 	return n
 }
 

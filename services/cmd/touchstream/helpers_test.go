@@ -11,6 +11,7 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/projections/churn/features"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/config"
@@ -32,6 +33,7 @@ type cliEnv struct {
 	cat       *events.Catalog
 	tiers     valuetier.Config
 	loyalty   *ledger.RuleSet
+	churn     *features.Scorer
 	phoneKey  []byte
 	env       config.Env
 }
@@ -57,6 +59,9 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		t.Fatal(err)
 	}
 	if c.loyalty, err = ledger.Load(filepath.Join(c.deployDir, "loyalty.json")); err != nil {
+		t.Fatal(err)
+	}
+	if c.churn, err = loadChurnRules(&config.Common{DeployDir: c.deployDir}); err != nil {
 		t.Fatal(err)
 	}
 	if c.cat, err = events.DefaultCatalog(); err != nil {
@@ -92,7 +97,7 @@ func (c *cliEnv) publisher(t *testing.T, source string) *events.Publisher {
 // projectorDeps are the projector's dependencies over this environment.
 func (c *cliEnv) projectorDeps(t *testing.T) projectorDeps {
 	return projectorDeps{pool: c.pool, nc: c.nc, js: c.js, layout: c.def.Layout, cat: c.cat, tiers: c.tiers, phoneKey: c.phoneKey,
-		keys: events.NewKeyClient(c.nc, events.KeyClientConfig{}), log: testkit.Logger(t), loyalty: c.loyalty}
+		keys: events.NewKeyClient(c.nc, events.KeyClientConfig{}), log: testkit.Logger(t), loyalty: c.loyalty, churn: c.churn, serviceLevel: true}
 }
 
 // foldAll folds the log into the first versions of the timeline and customer 360,

@@ -56,7 +56,7 @@ func TestOpsCommands(t *testing.T) {
 		Streams []struct{ Messages int }  `json:"streams"`
 		Targets []struct{ Target string } `json:"targets"`
 	}
-	if err != nil || json.Unmarshal([]byte(out), &st) != nil || len(st.Streams) != 1 || st.Streams[0].Messages != 3 || len(st.Targets) != 4 { // timeline, customer 360, loyalty, idempotency index
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil || len(st.Streams) != 1 || st.Streams[0].Messages != 3 || len(st.Targets) != 6 { // timeline, customer 360, loyalty, churn, service levels, idempotency index
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
 

@@ -103,6 +103,8 @@ type projectorDeps struct {
 	churn   *features.Scorer
 	pins    map[string]string
 	outbox  bool
+	// serviceLevel folds the service-level read model too.
+	serviceLevel bool
 }
 
 // buildProjector assembles the projector: the read models it folds, in the order they
@@ -149,15 +151,17 @@ func buildProjector(f projectorFlags, d projectorDeps, serving map[string]string
 		}
 		readModels = append(readModels, cp)
 	}
-	st := serviceTarget
-	if t := serving[servicelevel.Name]; t != "" {
-		st = t
+	if d.serviceLevel {
+		st := serviceTarget
+		if t := serving[servicelevel.Name]; t != "" {
+			st = t
+		}
+		sl, err := servicelevel.New(servicelevel.Options{Target: st, Outbox: d.outbox})
+		if err != nil {
+			return nil, err
+		}
+		readModels = append(readModels, sl)
 	}
-	sl, err := servicelevel.New(servicelevel.Options{Target: st, Outbox: d.outbox})
-	if err != nil {
-		return nil, err
-	}
-	readModels = append(readModels, sl)
 	history := &projections.LogHistory{
 		Index:   &timeline.Index{Target: tl, Layout: d.layout},
 		JS:      d.js,
@@ -387,7 +391,7 @@ func runProjector(ctx context.Context, args []string, env config.Env, stdout io.
 		return err
 	}
 	deps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log, loyalty: club, churn: churnRules, outbox: true}
+		phoneKey: phoneKey, keys: events.NewKeyClient(nc, events.KeyClientConfig{}), registry: reg, log: log, loyalty: club, churn: churnRules, outbox: true, serviceLevel: true}
 	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}}, log)
 	if err != nil {
 		return err

@@ -163,7 +163,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		log.Info("loyalty club opened with the newest rule version (embedded default)", "version", opened)
 	}
 	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
-		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, churn: churnRules, outbox: true}
+		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, churn: churnRules, outbox: true, serviceLevel: true}
 	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
 		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, churn: churnRules})
 	if err != nil {

@@ -23,13 +23,15 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/churn/features"
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/query"
+	"github.com/touchstream/touchstream/services/internal/simulate"
 )
 
 // Suites, in the order `all` runs them. query and e2e run over the projector's data
 // set (built first when the projector suite is not run).
-var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e"}
+var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e", "churn"}
 
 // Defaults of the data set sizes.
 const (
@@ -61,9 +63,27 @@ type Options struct {
 	// Channels are the gateway's channels (deploy/channels.json), with their
 	// development keys "dev-<channel>-key".
 	Channels []gateway.Channel
+	// Simulator, ChurnRules, ChurnCustomers and ChurnDays size the churn suite: the
+	// simulator's population (deploy/simulator.json) over days of history, scored
+	// with the rule scorer (deploy/churn-rules.json) until models are trained.
+	Simulator      *simulate.Params
+	ChurnRules     *features.Scorer
+	ChurnCustomers int
+	ChurnDays      int
 	// CPUProfileDir, when set, receives CPU profiles of the first round of each ingest
 	// run and of the projector's catch-up (go tool pprof -top FILE).
 	CPUProfileDir string
+}
+
+// simChannels are the channels as the simulator sends on them, with their
+// development keys.
+func (o Options) simChannels() []simulate.Channel {
+	out := make([]simulate.Channel, 0, len(o.Channels))
+	for _, c := range o.Channels {
+		out = append(out, simulate.Channel{Name: c.Name, Source: c.Source, AllowedTypes: c.AllowedTypes, MaxAge: time.Duration(c.MaxAge),
+			APIKey: "dev-" + c.Name + "-key"})
+	}
+	return out
 }
 
 // Validate checks the options.
@@ -83,6 +103,9 @@ func (o Options) Validate() error {
 	}
 	if err := o.Streams.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if (o.Suite == "all" || o.Suite == "churn") && (o.Simulator == nil || o.ChurnRules == nil || o.ChurnCustomers < 1 || o.ChurnDays < 45) {
+		errs = append(errs, errors.New("churn suite: simulator parameters, churn rules, at least 1 customer and 45 days are required"))
 	}
 	if len(o.Channels) == 0 {
 		errs = append(errs, errors.New("channels: required (deploy/channels.json)"))
@@ -126,6 +149,8 @@ type Deps struct {
 	// does; the func it returns releases it.
 	Redeem func(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, log *slog.Logger) (http.Handler, func(), error)
 	Query  func(QueryDeps) (*query.Server, error)
+	// Churn builds the churn projection bound to a target, as the projector does.
+	Churn func(target string) (projections.Projection, error)
 	// Stdout receives the tables; Log the progress (stderr).
 	Stdout io.Writer
 	Log    *slog.Logger
@@ -198,6 +223,8 @@ func Run(ctx context.Context, o Options, d Deps) error {
 			err = b.query(ctx)
 		case "e2e":
 			err = b.e2e(ctx)
+		case "churn":
+			err = b.churn(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", s, err)
