@@ -114,6 +114,8 @@ type state struct {
 	dirty     bool
 	snaps     []snapshot
 	history   []historyRow
+	value     int64 // monthly value as of the last score (valued: computed in this batch)
+	valued    bool
 }
 
 type snapshot struct {
@@ -369,13 +371,15 @@ func (p *Projection) score(ctx context.Context, bc *batchCtx, c string, st *stat
 		}
 		return err
 	}
-	s := sc.Score(st.r.F.Snapshot(st.r.F.Now))
+	v := st.r.F.Snapshot(st.r.F.Now)
+	s := sc.Score(v)
+	st.value, st.valued = valueFen(v), true
 	st.r.Score, st.r.ScoredAt = &s, st.r.F.Now
 	if math.Abs(s.Probability-st.r.Logged) >= 0.01 || st.r.Logged == 0 {
 		st.history = append(st.history, historyRow{at: st.r.F.Now, seq: e.Seq, score: s.Probability, model: s.Version})
 		st.r.Logged = s.Probability
 	}
-	if tr := st.r.L.scored(p.opts.Policy, c, e.Ref(), e.Time, s, sc.Threshold(), p.valueFen(st)); tr != nil {
+	if tr := st.r.L.scored(p.opts.Policy, c, e.Ref(), e.Time, s, sc.Threshold(), st.value); tr != nil {
 		return p.transition(ctx, bc, c, e, tr)
 	}
 	return nil
@@ -383,8 +387,7 @@ func (p *Projection) score(ctx context.Context, bc *batchCtx, c string, st *stat
 
 // valueFen is what the customer brings a month: its spend baseline, or the last 30
 // days' spend when it has no baseline yet.
-func (p *Projection) valueFen(st *state) int64 {
-	v := st.r.F.Snapshot(st.r.F.Now)
+func valueFen(v features.Vector) int64 {
 	base, _ := v.Value(features.SpendBaseline30d)
 	if base <= 0 {
 		base, _ = v.Value(features.Spend30d)

@@ -196,7 +196,10 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, custs map[string]*sta
 		}
 		ids, parts, seqs, evs, docs = append(ids, c), append(parts, int32(st.partition)), append(seqs, int64(st.seq)), append(evs, st.events), append(docs, doc)
 		nows, regions = append(nows, st.r.F.Now), append(regions, st.r.Region)
-		v := p.valueFen(st)
+		if !st.valued {
+			st.value, st.valued = valueFen(st.r.F.Snapshot(st.r.F.Now)), true
+		}
+		v := st.value
 		values, tiers = append(values, v), append(tiers, p.tier(st))
 		var sc *float64
 		var sat *time.Time
