@@ -26,6 +26,7 @@ import (
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/keystore"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
+	"github.com/touchstream/touchstream/services/internal/notify"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/services/internal/redeem"
@@ -40,6 +41,7 @@ type runFlags struct {
 	redeem    string
 	simulator simulatorFlags
 	projector projectorFlags
+	webhooks  string // a webhooks file: the notifier runs too
 }
 
 // runAll starts every service in one process on an embedded default: an embedded
@@ -57,6 +59,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fs.StringVar(&f.gateway, "gateway-addr", gateway.DefaultAddr, "gateway HTTP listen address")
 	fs.StringVar(&f.query, "query-addr", query.DefaultAddr, "query API listen address")
 	fs.StringVar(&f.redeem, "redeem-addr", redeem.DefaultAddr, "loyalty redemption API listen address")
+	fs.StringVar(&f.webhooks, "webhooks", config.String(env, "TOUCHSTREAM_WEBHOOKS_FILE", ""), "deliver signals to the webhooks of this file too (env TOUCHSTREAM_WEBHOOKS_FILE; their secrets from the environment); default: no notifier")
 	f.simulator.register(fs)
 	f.projector.register(fs, env)
 	if err := parse(fs, args); err != nil {
@@ -183,6 +186,17 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	defer closeOps()
+	var ntf *notify.Notifier
+	if f.webhooks != "" {
+		cfg, err := notifyConfig(&c, notifyFlags{webhooks: f.webhooks, initial: notify.DefaultInitialInterval, multiplier: notify.DefaultMultiplier,
+			maxInterval: notify.DefaultMaxInterval, maxRetries: notify.DefaultMaxRetries}, env)
+		if err != nil {
+			return err
+		}
+		if ntf, err = notify.New(cfg, notify.Deps{Pool: pool, NATS: nc, Registry: reg, Log: log.With("service", "notify")}); err != nil {
+			return err
+		}
+	}
 	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{natsCheck(nc), databaseCheck(pool)}, Routes: routes},
 		log.With("service", "admin"))
 	if err != nil {
@@ -212,7 +226,12 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fmt.Fprintf(tw, "NATS (JetStream)\t%s  (store %s)\n", c.NATSURL, filepath.Join(c.DataDir, "nats"))
 	fmt.Fprintf(tw, "PostgreSQL\t%s\n", redactURL(c.DatabaseURL))
 	fmt.Fprintf(tw, "key service\tNATS %s\n", events.KeySubjectCustomers)
-	fmt.Fprintf(tw, "projector\tthe serving versions of timeline and customer360 (timeline_v1, customer360_v1 until a rebuild switches), dedup\n")
+	fmt.Fprintf(tw, "projector\tthe serving versions of timeline, customer360, loyalty, churn and servicelevel (the _v1s until a rebuild switches), dedup\n")
+	if ntf != nil {
+		fmt.Fprintf(tw, "notify\tsignals to the webhooks of %s\n", f.webhooks)
+	} else {
+		fmt.Fprintf(tw, "notify\tnot started (no --webhooks): signals stay in %s (touchstream notify run delivers them)\n", def.SignalsConfig().Name)
+	}
 	fmt.Fprintf(tw, "clock\tclock.ticked to all %d partitions daily, midnight %s\n", def.Layout.Partitions, tiers.TimeZone)
 	if sim != nil {
 		fmt.Fprintf(tw, "simulator\t%s events/s over %s customers (seed %d)\n",
@@ -236,6 +255,9 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fwd := outbox.Forwarder{Pool: pool, JS: js, Stream: def.SignalsConfig().Name, Registry: reg, Log: log.With("service", "signals")}
 	g.Go(func() error { return fwd.Run(gctx) })
 	g.Go(func() error { return ticker.Run(gctx) })
+	if ntf != nil {
+		g.Go(func() error { return ntf.Run(gctx) })
+	}
 	if sim != nil {
 		g.Go(func() error { return sim.Run(gctx) })
 	}
