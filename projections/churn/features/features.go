@@ -95,7 +95,7 @@ type Complaint struct {
 type State struct {
 	Now      time.Time `json:"now,omitzero"`       // the highest event time applied
 	FirstDay int32     `json:"first_day,omitzero"` // the earliest event day seen (0: none)
-	Days     []Day     `json:"days,omitempty"`     // ascending, Day > day(Now)-DaysKept
+	Days     Days      `json:"days,omitempty"`     // ascending, Day > day(Now)-DaysKept
 
 	Recent map[string][]Evidence `json:"recent,omitempty"` // per kind, newest first
 
