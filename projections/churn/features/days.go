@@ -73,7 +73,11 @@ func (ds Days) MarshalJSON() ([]byte, error) {
 			}
 		}
 	}
-	return json.Marshal(base64.RawStdEncoding.EncodeToString(b))
+	// Base64 needs no JSON escaping: the string is quoted as it is.
+	out := make([]byte, 0, base64.RawStdEncoding.EncodedLen(len(b))+2)
+	out = append(out, '"')
+	out = base64.RawStdEncoding.AppendEncode(out, b)
+	return append(out, '"'), nil
 }
 
 var errPacked = errors.New("days: packed form is corrupt")
@@ -88,11 +92,10 @@ func (ds *Days) UnmarshalJSON(data []byte) error {
 		*ds = days
 		return nil
 	}
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return err
+	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
+		return fmt.Errorf("days: want a packed string or an array, got %.20s", data)
 	}
-	b, err := base64.RawStdEncoding.DecodeString(s)
+	b, err := base64.RawStdEncoding.DecodeString(string(data[1 : len(data)-1]))
 	if err != nil {
 		return fmt.Errorf("days: %w", err)
 	}
