@@ -46,7 +46,7 @@ func newCluster(t *testing.T) *cluster {
 	}
 	def := streams.Default()
 	writeJSON(t, filepath.Join(c.deploy, "streams.json"), def)
-	for _, f := range []string{"tiers.json", "loyalty.json"} {
+	for _, f := range []string{"tiers.json", "loyalty.json", "churn-rules.json"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", f))
 		if err != nil {
 			t.Fatal(err)
