@@ -10,16 +10,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/touchstream/touchstream/events"
-	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/churn"
 	"github.com/touchstream/touchstream/projections/churn/features"
 	"github.com/touchstream/touchstream/projections/conformance"
-	"github.com/touchstream/touchstream/projections/timeline"
-	"github.com/touchstream/touchstream/testkit"
 )
 
 func rules(t testing.TB) *features.Scorer {
@@ -54,18 +50,8 @@ func TestConformance(t *testing.T) {
 		New: func(t *testing.T, target string, _ events.KeySource) projections.Projection {
 			return newProjection(t, churn.Options{Target: target, Rules: rs})
 		},
-		Snapshot: snapshot,
-		PerCustomer: func(ctx context.Context, pool *pgxpool.Pool, target string) (map[string]int64, error) {
-			rows, err := pool.Query(ctx, `SELECT customer_id, events FROM `+pgx.Identifier{target, "customers"}.Sanitize())
-			if err != nil {
-				return nil, err
-			}
-			out := map[string]int64{}
-			var c string
-			var n int64
-			_, err = pgx.ForEachRow(rows, []any{&c, &n}, func() error { out[c] = n; return nil })
-			return out, err
-		},
+		Snapshot:    snapshot,
+		PerCustomer: conformance.EventsColumn("customers"),
 	})
 }
 
@@ -92,83 +78,6 @@ func snapshot(ctx context.Context, pool *pgxpool.Pool, target string) (any, erro
 	return out, nil
 }
 
-// logEnv is a log and a database for the churn tests.
-type logEnv struct {
-	pool   *pgxpool.Pool
-	js     jetstream.JetStream
-	layout events.Layout
-	pub    *events.Publisher
-	deps   projections.Deps
-}
-
-func newLogEnv(t *testing.T) *logEnv {
-	t.Helper()
-	pool, _ := testkit.Pool(t)
-	ns := testkit.StartNATS(t)
-	nc, js := ns.JetStream(t)
-	def := streams.Default()
-	def.Layout.Partitions, def.Layout.Streams[0].Last = 4, 3
-	if _, err := streams.Apply(t.Context(), js, def); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := events.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := events.NewPublisher(t.Context(), nc, events.WithLayout(def.Layout), events.WithKeys(testkit.NewKeys()),
-		events.WithLimits(events.Limits{MaxSize: 64 << 10}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &logEnv{pool: pool, js: js, layout: def.Layout, pub: pub}
-	e.deps = projections.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Log: testkit.Logger(t),
-		History: &projections.LogHistory{Index: &timeline.Index{Target: "timeline_v1", Layout: def.Layout}, JS: js,
-			Decoder: projections.NewDecoder(def.Layout, cat)}}
-	return e
-}
-
-func (e *logEnv) publish(t *testing.T, evs ...*events.Event) {
-	t.Helper()
-	for i, r := range e.pub.PublishBatch(t.Context(), evs) {
-		if r.Err != nil {
-			t.Fatalf("publish %d (%s): %v", i, evs[i].Type, r.Err)
-		}
-	}
-}
-
-func (e *logEnv) partitionWide(t *testing.T, at time.Time, p events.Payload) {
-	t.Helper()
-	evs, err := events.NewPartitionEvents(e.layout.Partitions, at, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range evs {
-		ev.Source = "urn:touchstream:service:churn-admin"
-	}
-	e.publish(t, evs...)
-}
-
-func (e *logEnv) fold(t *testing.T, p projections.Projection, batch int) {
-	t.Helper()
-	r, err := projections.NewRunner(projections.Config{Group: "fold-" + p.Target(), BatchSize: batch}, e.deps, timeline.New("timeline_v1"), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.CatchUp(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func event(t *testing.T, customer, source string, at time.Time, p events.Payload) *events.Event {
-	t.Helper()
-	ev, err := events.NewEvent(customer, at, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Source = source
-	return ev
-}
-
 var cst = time.FixedZone("CST", 8*3600)
 
 const (
@@ -181,22 +90,22 @@ const (
 
 // drifting publishes a customer who recharges every week from 1 June, then from
 // September stops recharging, calls the retention queue and asks to port out.
-func drifting(t *testing.T, e *logEnv, c string) {
+func drifting(t *testing.T, e *conformance.Log, c string) {
 	t.Helper()
-	evs := []*events.Event{event(t, c, store, time.Date(2026, 6, 1, 10, 0, 0, 0, cst), events.CustomerRegistered{
+	evs := []*events.Event{conformance.Event(t, c, store, time.Date(2026, 6, 1, 10, 0, 0, 0, cst), events.CustomerRegistered{
 		Name: events.Clear("测试"), Phone: events.Clear("13800138000"), CustomerType: "individual", Segment: "youth", Region: "CN-GD-SZ",
 		Plan: events.Plan{ID: "PRE-59", Name: "59元畅享卡", Kind: "prepaid", MonthlyFee: events.CNY(5900)}})}
 	for d := 0; d < 90; d += 7 {
 		at := time.Date(2026, 6, 2, 12, 0, 0, 0, cst).AddDate(0, 0, d)
-		evs = append(evs, event(t, c, recharge, at, events.RechargeCompleted{RechargeID: fmt.Sprintf("%s-R%d", c, d),
+		evs = append(evs, conformance.Event(t, c, recharge, at, events.RechargeCompleted{RechargeID: fmt.Sprintf("%s-R%d", c, d),
 			Amount: events.CNY(5000), Credited: events.CNY(5000), Method: "wechat_pay"}))
 	}
 	evs = append(evs,
-		event(t, c, callc, time.Date(2026, 9, 10, 9, 0, 0, 0, cst), events.CallCompleted{CallID: c + "-CALL1", Direction: "inbound",
+		conformance.Event(t, c, callc, time.Date(2026, 9, 10, 9, 0, 0, 0, cst), events.CallCompleted{CallID: c + "-CALL1", Direction: "inbound",
 			Queue: "retention", WaitSeconds: 12, HandlingSeconds: 300, Answered: true, Outcome: "resolved"}),
-		event(t, c, numbering, time.Date(2026, 9, 12, 9, 0, 0, 0, cst), events.PortOutRequested{RequestID: c + "-PO1", TargetOperator: "unicom", Reason: "price"}),
+		conformance.Event(t, c, numbering, time.Date(2026, 9, 12, 9, 0, 0, 0, cst), events.PortOutRequested{RequestID: c + "-PO1", TargetOperator: "unicom", Reason: "price"}),
 	)
-	e.publish(t, evs...)
+	e.Publish(t, evs...)
 }
 
 type alertRow struct {
@@ -237,12 +146,12 @@ func signalTypes(t *testing.T, pool *pgxpool.Pool, q string) []string {
 // termination; a rebuild with another batch size gives the same alerts and emits
 // nothing.
 func TestAlertLifecycle(t *testing.T) {
-	e := newLogEnv(t)
+	e := conformance.NewLog(t)
 	drifting(t, e, "C-CH-1")
 	drifting(t, e, "C-CH-2")
 	live := newProjection(t, churn.Options{Target: "churn_v1", Outbox: true})
-	e.fold(t, live, 1000)
-	got := alertsOf(t, e.pool, "churn_v1")
+	e.Fold(t, live, 1000)
+	got := alertsOf(t, e.Pool, "churn_v1")
 	if len(got) != 2 || got[0].State != churn.StateOpen || got[1].State != churn.StateOpen {
 		t.Fatalf("alerts after drifting: %+v, want two open", got)
 	}
@@ -250,7 +159,7 @@ func TestAlertLifecycle(t *testing.T) {
 	if got[0].Customer != "C-CH-1" {
 		a1 = got[1].ID
 	}
-	detail, err := churn.Customer(t.Context(), e.pool, "churn_v1", "C-CH-1")
+	detail, err := churn.Customer(t.Context(), e.Pool, "churn_v1", "C-CH-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,16 +169,16 @@ func TestAlertLifecycle(t *testing.T) {
 	}
 
 	at := time.Date(2026, 9, 13, 10, 0, 0, 0, cst)
-	e.publish(t,
-		event(t, "C-CH-1", console, at, events.AlertAcknowledged{AlertID: a1, StaffID: "ret-wang01"}),
-		event(t, "C-CH-1", console, at.Add(time.Hour), events.OfferPresented{OfferID: "OF-1", Kind: "retention_bundle", AlertID: a1, StaffID: "ret-wang01"}),
-		event(t, "C-CH-1", console, at.Add(2*time.Hour), events.OfferAccepted{OfferID: "OF-1", AlertID: a1}),
-		event(t, "C-CH-1", console, at.Add(3*time.Hour), events.AlertClosed{AlertID: a1, Outcome: events.OutcomeRetained, StaffID: "ret-wang01"}),
-		event(t, "C-CH-1", console, at.Add(4*time.Hour), events.AlertAcknowledged{AlertID: a1, StaffID: "ret-li02"}), // closed: no effect
-		event(t, "C-CH-2", numbering, at, events.SubscriptionTerminated{Reason: "port_out", EffectiveAt: at}),
+	e.Publish(t,
+		conformance.Event(t, "C-CH-1", console, at, events.AlertAcknowledged{AlertID: a1, StaffID: "ret-wang01"}),
+		conformance.Event(t, "C-CH-1", console, at.Add(time.Hour), events.OfferPresented{OfferID: "OF-1", Kind: "retention_bundle", AlertID: a1, StaffID: "ret-wang01"}),
+		conformance.Event(t, "C-CH-1", console, at.Add(2*time.Hour), events.OfferAccepted{OfferID: "OF-1", AlertID: a1}),
+		conformance.Event(t, "C-CH-1", console, at.Add(3*time.Hour), events.AlertClosed{AlertID: a1, Outcome: events.OutcomeRetained, StaffID: "ret-wang01"}),
+		conformance.Event(t, "C-CH-1", console, at.Add(4*time.Hour), events.AlertAcknowledged{AlertID: a1, StaffID: "ret-li02"}), // closed: no effect
+		conformance.Event(t, "C-CH-2", numbering, at, events.SubscriptionTerminated{Reason: "port_out", EffectiveAt: at}),
 	)
-	e.fold(t, live, 1000)
-	got = alertsOf(t, e.pool, "churn_v1")
+	e.Fold(t, live, 1000)
+	got = alertsOf(t, e.Pool, "churn_v1")
 	want := map[string]alertRow{
 		"C-CH-1": {a1, "C-CH-1", churn.StateClosed, events.OutcomeRetained},
 		"C-CH-2": {got[1].ID, "C-CH-2", churn.StateClosed, events.OutcomeChurned},
@@ -289,35 +198,35 @@ func TestAlertLifecycle(t *testing.T) {
 		"C-CH-1 " + churn.SignalAlertClosed, "C-CH-1 " + churn.SignalAlertRaised,
 		"C-CH-2 " + churn.SignalAlertClosed, "C-CH-2 " + churn.SignalAlertRaised,
 	}
-	if diff := cmp.Diff(wantSignals, signalTypes(t, e.pool, `SELECT payload->>'customer' || ' ' || (payload->>'type') FROM outbox.signals ORDER BY 1`)); diff != "" {
+	if diff := cmp.Diff(wantSignals, signalTypes(t, e.Pool, `SELECT payload->>'customer' || ' ' || (payload->>'type') FROM outbox.signals ORDER BY 1`)); diff != "" {
 		t.Errorf("signals in the outbox (-want +got):\n%s", diff)
 	}
-	if detail, _ := churn.Customer(t.Context(), e.pool, "churn_v1", "C-CH-2"); detail.Group != "churned" {
+	if detail, _ := churn.Customer(t.Context(), e.Pool, "churn_v1", "C-CH-2"); detail.Group != "churned" {
 		t.Errorf("C-CH-2's group: %q, want churned", detail.Group)
 	}
 
 	// A rebuild folding one event per batch: same alerts, no signal.
-	res, err := projections.Rebuild(t.Context(), e.deps, projections.RebuildSpec{Projection: churn.Name, Config: projections.Config{BatchSize: 1},
+	res, err := projections.Rebuild(t.Context(), e.Deps, projections.RebuildSpec{Projection: churn.Name, Config: projections.Config{BatchSize: 1},
 		New: func(target string) (projections.Projection, error) {
 			return churn.New(churn.Options{Target: target, Rules: rules(t), Outbox: true})
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(got, alertsOf(t, e.pool, res.Target)); diff != "" {
+	if diff := cmp.Diff(got, alertsOf(t, e.Pool, res.Target)); diff != "" {
 		t.Errorf("rebuilt alerts differ (-live +rebuilt):\n%s", diff)
 	}
-	if n := signalTypes(t, e.pool, `SELECT id FROM `+res.Target+`.signals`); len(n) != 0 {
+	if n := signalTypes(t, e.Pool, `SELECT id FROM `+res.Target+`.signals`); len(n) != 0 {
 		t.Errorf("the rebuild emitted %v", n)
 	}
-	if n := signalTypes(t, e.pool, `SELECT payload->>'id' FROM outbox.signals`); len(n) != len(wantSignals) {
+	if n := signalTypes(t, e.Pool, `SELECT payload->>'id' FROM outbox.signals`); len(n) != len(wantSignals) {
 		t.Errorf("the outbox holds %d signals after the rebuild, want %d", len(n), len(wantSignals))
 	}
-	liveSnap, err := snapshot(t.Context(), e.pool, "churn_v1")
+	liveSnap, err := snapshot(t.Context(), e.Pool, "churn_v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rebuilt, err := snapshot(t.Context(), e.pool, res.Target)
+	rebuilt, err := snapshot(t.Context(), e.Pool, res.Target)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,20 +240,20 @@ func TestAlertLifecycle(t *testing.T) {
 // TestSnapshotsAndSilence: monthly snapshots hold the features as of each month's
 // end; clock ticks make a silent customer's days since its last recharge grow.
 func TestSnapshotsAndSilence(t *testing.T) {
-	e := newLogEnv(t)
-	e.publish(t,
-		event(t, "C-SN-1", store, time.Date(2026, 1, 10, 10, 0, 0, 0, cst), events.CustomerRegistered{
+	e := conformance.NewLog(t)
+	e.Publish(t,
+		conformance.Event(t, "C-SN-1", store, time.Date(2026, 1, 10, 10, 0, 0, 0, cst), events.CustomerRegistered{
 			Name: events.Clear("测试"), Phone: events.Clear("13800138001"), CustomerType: "individual", Region: "CN-GD-GZ",
 			Plan: events.Plan{ID: "PRE-19", Name: "19元流量卡", Kind: "prepaid", MonthlyFee: events.CNY(1900)}}),
-		event(t, "C-SN-1", recharge, time.Date(2026, 1, 20, 10, 0, 0, 0, cst), events.RechargeCompleted{RechargeID: "SN-R1",
+		conformance.Event(t, "C-SN-1", recharge, time.Date(2026, 1, 20, 10, 0, 0, 0, cst), events.RechargeCompleted{RechargeID: "SN-R1",
 			Amount: events.CNY(3000), Credited: events.CNY(3000), Method: "cash"}),
 	)
 	for d := time.Date(2026, 1, 21, 0, 0, 0, 0, cst); d.Before(time.Date(2026, 4, 2, 0, 0, 0, 0, cst)); d = d.AddDate(0, 0, 1) {
-		e.partitionWide(t, d, events.ClockTicked{Period: "day", Tick: d})
+		e.PartitionWide(t, "urn:touchstream:service:clock", d, events.ClockTicked{Period: "day", Tick: d})
 	}
 	p := newProjection(t, churn.Options{Target: "churn_v1"})
-	e.fold(t, p, 200)
-	rows, err := e.pool.Query(t.Context(), `SELECT month, as_of, vals FROM churn_v1.snapshots WHERE customer_id = 'C-SN-1' ORDER BY month`)
+	e.Fold(t, p, 200)
+	rows, err := e.Pool.Query(t.Context(), `SELECT month, as_of, vals FROM churn_v1.snapshots WHERE customer_id = 'C-SN-1' ORDER BY month`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +285,7 @@ func TestSnapshotsAndSilence(t *testing.T) {
 			t.Errorf("snapshot %d as of %v, want %v", i, snaps[i].asOf.In(cst), wantAsOf)
 		}
 	}
-	d, err := churn.Customer(t.Context(), e.pool, "churn_v1", "C-SN-1")
+	d, err := churn.Customer(t.Context(), e.Pool, "churn_v1", "C-SN-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,16 +8,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/touchstream/touchstream/events"
-	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/conformance"
 	"github.com/touchstream/touchstream/projections/loyalty"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
-	"github.com/touchstream/touchstream/projections/timeline"
-	"github.com/touchstream/touchstream/testkit"
 )
 
 const rulesFile = "../../deploy/loyalty.json"
@@ -43,18 +39,8 @@ func TestConformance(t *testing.T) {
 			}
 			return p
 		},
-		Snapshot: snapshot,
-		PerCustomer: func(ctx context.Context, pool *pgxpool.Pool, target string) (map[string]int64, error) {
-			rows, err := pool.Query(ctx, `SELECT customer_id, events FROM `+pgx.Identifier{target, "members"}.Sanitize())
-			if err != nil {
-				return nil, err
-			}
-			out := map[string]int64{}
-			var c string
-			var n int64
-			_, err = pgx.ForEachRow(rows, []any{&c, &n}, func() error { out[c] = n; return nil })
-			return out, err
-		},
+		Snapshot:    snapshot,
+		PerCustomer: conformance.EventsColumn("members"),
 	})
 }
 
@@ -98,84 +84,6 @@ func snapshot(ctx context.Context, pool *pgxpool.Pool, target string) (any, erro
 	return map[string]any{"members": out, "signals": sigs}, nil
 }
 
-// logEnv is a log and a database for the loyalty tests.
-type logEnv struct {
-	pool   *pgxpool.Pool
-	js     jetstream.JetStream
-	layout events.Layout
-	cat    *events.Catalog
-	pub    *events.Publisher
-	deps   projections.Deps
-}
-
-func newLogEnv(t *testing.T) *logEnv {
-	t.Helper()
-	pool, _ := testkit.Pool(t)
-	ns := testkit.StartNATS(t)
-	nc, js := ns.JetStream(t)
-	def := streams.Default()
-	def.Layout.Partitions, def.Layout.Streams[0].Last = 4, 3
-	if _, err := streams.Apply(t.Context(), js, def); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := events.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := events.NewPublisher(t.Context(), nc, events.WithLayout(def.Layout), events.WithKeys(testkit.NewKeys()),
-		events.WithLimits(events.Limits{MaxSize: 64 << 10}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &logEnv{pool: pool, js: js, layout: def.Layout, cat: cat, pub: pub}
-	e.deps = projections.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Log: testkit.Logger(t),
-		History: &projections.LogHistory{Index: &timeline.Index{Target: "timeline_v1", Layout: def.Layout}, JS: js,
-			Decoder: projections.NewDecoder(def.Layout, cat)}}
-	return e
-}
-
-func (e *logEnv) publish(t *testing.T, evs ...*events.Event) {
-	t.Helper()
-	for i, r := range e.pub.PublishBatch(t.Context(), evs) {
-		if r.Err != nil {
-			t.Fatalf("publish %d (%s): %v", i, evs[i].Type, r.Err)
-		}
-	}
-}
-
-func (e *logEnv) activate(t *testing.T, version string, effective time.Time) {
-	t.Helper()
-	evs, err := events.NewPartitionEvents(e.layout.Partitions, effective, events.LoyaltyRulesActivated{Version: version, EffectiveAt: effective})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range evs {
-		ev.Source = "urn:touchstream:service:loyalty-admin"
-	}
-	e.publish(t, evs...)
-}
-
-func event(t *testing.T, customer, source string, at time.Time, p events.Payload) *events.Event {
-	t.Helper()
-	ev, err := events.NewEvent(customer, at, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Source = source
-	return ev
-}
-
-func (e *logEnv) fold(t *testing.T, p projections.Projection) {
-	t.Helper()
-	r, err := projections.NewRunner(projections.Config{Group: "fold-" + p.Target()}, e.deps, timeline.New("timeline_v1"), p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.CatchUp(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type entryRow struct {
 	Kind, Rules string
 	Points      int64
@@ -200,72 +108,72 @@ func ledgerOf(t *testing.T, pool *pgxpool.Pool, target, customer string) []entry
 // a blue/green rebuild pinned to a version recomputes history under it; the club's
 // queries answer from the ledger.
 func TestRulesActivatedInTheLog(t *testing.T) {
-	e := newLogEnv(t)
+	e := conformance.NewLog(t)
 	rs := rules(t)
 	cst := time.FixedZone("CST", 8*3600)
 	const store = "urn:touchstream:channel:store"
 	plan := events.Plan{ID: "4G-58", Name: "4G 58", Kind: "prepaid", MonthlyFee: events.CNY(5800)}
 	recharge := func(id string, at time.Time, yuan int64) *events.Event {
-		return event(t, "C-LOY-1", "urn:touchstream:channel:recharge", at,
+		return conformance.Event(t, "C-LOY-1", "urn:touchstream:channel:recharge", at,
 			events.RechargeCompleted{RechargeID: id, Amount: events.CNY(yuan * 100), Credited: events.CNY(yuan * 100), Method: "cash"})
 	}
 	// Before any activation the club is closed.
-	e.publish(t, recharge("R0", time.Date(2025, 12, 20, 10, 0, 0, 0, cst), 50))
-	e.activate(t, "2026-01", time.Date(2026, 1, 1, 0, 0, 0, 0, cst))
-	e.publish(t,
-		event(t, "C-LOY-1", store, time.Date(2026, 9, 20, 10, 0, 0, 0, cst), events.CustomerRegistered{
+	e.Publish(t, recharge("R0", time.Date(2025, 12, 20, 10, 0, 0, 0, cst), 50))
+	e.PartitionWide(t, "urn:touchstream:service:loyalty-admin", time.Date(2026, 1, 1, 0, 0, 0, 0, cst), events.LoyaltyRulesActivated{Version: "2026-01", EffectiveAt: time.Date(2026, 1, 1, 0, 0, 0, 0, cst)})
+	e.Publish(t,
+		conformance.Event(t, "C-LOY-1", store, time.Date(2026, 9, 20, 10, 0, 0, 0, cst), events.CustomerRegistered{
 			Name: events.Clear("测试"), Phone: events.Clear("13800138000"), CustomerType: "individual", Region: "CN-GD-SZ", Plan: plan}),
 		recharge("R1", time.Date(2026, 9, 25, 10, 0, 0, 0, cst), 100),
 	)
-	e.activate(t, "2026-10", time.Date(2026, 10, 1, 0, 0, 0, 0, cst))
-	e.publish(t, recharge("R2", time.Date(2026, 10, 3, 10, 0, 0, 0, cst), 100)) // National Day: double
+	e.PartitionWide(t, "urn:touchstream:service:loyalty-admin", time.Date(2026, 10, 1, 0, 0, 0, 0, cst), events.LoyaltyRulesActivated{Version: "2026-10", EffectiveAt: time.Date(2026, 10, 1, 0, 0, 0, 0, cst)})
+	e.Publish(t, recharge("R2", time.Date(2026, 10, 3, 10, 0, 0, 0, cst), 100)) // National Day: double
 	const admin = "urn:touchstream:service:loyalty-admin"
-	e.publish(t,
-		event(t, "C-LOY-1", admin, time.Date(2026, 10, 5, 9, 0, 0, 0, cst), events.PointsAdjusted{AdjustmentID: "ADJ-1", Points: 50, Reason: "goodwill", Operator: "op-1"}),
-		event(t, "C-LOY-1", admin, time.Date(2026, 10, 6, 9, 0, 0, 0, cst), events.PointsAdjusted{AdjustmentID: "ADJ-2", Points: -20, Reason: "duplicate import", Operator: "op-1"}),
+	e.Publish(t,
+		conformance.Event(t, "C-LOY-1", admin, time.Date(2026, 10, 5, 9, 0, 0, 0, cst), events.PointsAdjusted{AdjustmentID: "ADJ-1", Points: 50, Reason: "goodwill", Operator: "op-1"}),
+		conformance.Event(t, "C-LOY-1", admin, time.Date(2026, 10, 6, 9, 0, 0, 0, cst), events.PointsAdjusted{AdjustmentID: "ADJ-2", Points: -20, Reason: "duplicate import", Operator: "op-1"}),
 	)
 
 	live, err := loyalty.New(loyalty.Options{Target: "loyalty_v1", Rules: rs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.fold(t, live)
-	got := ledgerOf(t, e.pool, "loyalty_v1", "C-LOY-1")
+	e.Fold(t, live, 0)
+	got := ledgerOf(t, e.Pool, "loyalty_v1", "C-LOY-1")
 	want := []entryRow{{"bonus", "2026-01", 200}, {"earn", "2026-01", 100}, {"earn", "2026-10", 200}, {"adjust", "2026-10", 50}, {"adjust", "2026-10", -20}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("ledger under the activated versions: %v, want %v", got, want)
 	}
-	if n, err := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 10, 7, 0, 0, 0, 0, cst)); err != nil || n != 530 {
+	if n, err := loyalty.Available(t.Context(), e.Pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 10, 7, 0, 0, 0, 0, cst)); err != nil || n != 530 {
 		t.Fatalf("available: %d %v, want 530", n, err)
 	}
 	// As of a date before the October recharge, the ledger knew 300.
-	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 9, 30, 0, 0, 0, 0, cst)); n != 300 {
+	if n, _ := loyalty.Available(t.Context(), e.Pool, "loyalty_v1", "C-LOY-1", time.Date(2026, 9, 30, 0, 0, 0, 0, cst)); n != 300 {
 		t.Fatalf("available as of 30 September: %d, want 300", n)
 	}
 	// The points expire at the end of the twelfth month after earning.
 	// The -20 consumed September's lots first (oldest expiry): October's 250 remain.
-	if n, _ := loyalty.Available(t.Context(), e.pool, "loyalty_v1", "C-LOY-1", time.Date(2027, 10, 1, 0, 0, 0, 0, cst)); n != 250 {
+	if n, _ := loyalty.Available(t.Context(), e.Pool, "loyalty_v1", "C-LOY-1", time.Date(2027, 10, 1, 0, 0, 0, 0, cst)); n != 250 {
 		t.Fatalf("available on 1 October 2027: %d, want 250 (September's lots expired)", n)
 	}
 
 	// A rebuild pinned to 2026-10: the whole history under it (joining bonus 300).
-	res, err := projections.Rebuild(t.Context(), e.deps, projections.RebuildSpec{Projection: loyalty.Name, Pin: "2026-10",
+	res, err := projections.Rebuild(t.Context(), e.Deps, projections.RebuildSpec{Projection: loyalty.Name, Pin: "2026-10",
 		New: func(target string) (projections.Projection, error) {
 			return loyalty.New(loyalty.Options{Target: target, Rules: rs, Pin: "2026-10"})
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = ledgerOf(t, e.pool, res.Target, "C-LOY-1")
+	got = ledgerOf(t, e.Pool, res.Target, "C-LOY-1")
 	want = []entryRow{{"earn", "2026-10", 50}, {"bonus", "2026-10", 300}, {"earn", "2026-10", 100}, {"earn", "2026-10", 200}, {"adjust", "2026-10", 50}, {"adjust", "2026-10", -20}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("ledger of the rebuild pinned to 2026-10: %v, want %v", got, want)
 	}
-	if pin, _ := projections.TargetPin(t.Context(), e.pool, res.Target); pin != "2026-10" {
+	if pin, _ := projections.TargetPin(t.Context(), e.Pool, res.Target); pin != "2026-10" {
 		t.Fatalf("pin recorded: %q", pin)
 	}
 
-	totals, err := loyalty.ClubTotals(t.Context(), e.pool, "loyalty_v1", 24)
+	totals, err := loyalty.ClubTotals(t.Context(), e.Pool, "loyalty_v1", 24)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +181,7 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 		totals.Months[0].Earned != 100 || totals.Months[0].Bonus != 200 || totals.Months[1].Earned != 200 || totals.Months[1].Adjusted != 30 {
 		t.Fatalf("club totals: %+v", totals)
 	}
-	acct, err := loyalty.AccountOf(t.Context(), e.pool, "loyalty_v1", rs, "C-LOY-1", time.Time{}, 10)
+	acct, err := loyalty.AccountOf(t.Context(), e.Pool, "loyalty_v1", rs, "C-LOY-1", time.Time{}, 10)
 	if err != nil || acct.Balance != 530 || len(acct.Lots) != 4 || acct.Progress.Next == "" || len(acct.Entries) != 5 {
 		t.Fatalf("account: %+v %v", acct, err)
 	}
@@ -283,26 +191,26 @@ func TestRulesActivatedInTheLog(t *testing.T) {
 // the balance, as imported history can hold) become signals in the outbox, in the
 // fold's transaction; a rebuild of the same log emits none.
 func TestSignalsThroughTheOutbox(t *testing.T) {
-	e := newLogEnv(t)
+	e := conformance.NewLog(t)
 	rs := rules(t)
 	cst := time.FixedZone("CST", 8*3600)
-	e.activate(t, "2026-01", time.Date(2026, 1, 1, 0, 0, 0, 0, cst))
+	e.PartitionWide(t, "urn:touchstream:service:loyalty-admin", time.Date(2026, 1, 1, 0, 0, 0, 0, cst), events.LoyaltyRulesActivated{Version: "2026-01", EffectiveAt: time.Date(2026, 1, 1, 0, 0, 0, 0, cst)})
 	at := time.Date(2026, 3, 1, 10, 0, 0, 0, cst)
-	e.publish(t,
-		event(t, "C-SIG-1", "urn:touchstream:channel:recharge", at,
+	e.Publish(t,
+		conformance.Event(t, "C-SIG-1", "urn:touchstream:channel:recharge", at,
 			events.RechargeCompleted{RechargeID: "R-BIG", Amount: events.CNY(2000_00), Credited: events.CNY(2000_00), Method: "cash"}), // 2,000 points: silver
-		event(t, "C-SIG-2", "urn:touchstream:service:redemption", at,
+		conformance.Event(t, "C-SIG-2", "urn:touchstream:service:redemption", at,
 			events.PointsRedeemed{RedemptionID: "IMP-1", Points: 300, Partner: "legacy", Item: "imported"}), // nothing to spend: overdraft
 	)
 	live, err := loyalty.New(loyalty.Options{Target: "loyalty_v1", Rules: rs, Outbox: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.fold(t, live)
+	e.Fold(t, live, 0)
 	type sig struct{ Type, Customer string }
 	read := func(q string) []sig {
 		t.Helper()
-		rows, err := e.pool.Query(t.Context(), q)
+		rows, err := e.Pool.Query(t.Context(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -320,7 +228,7 @@ func TestSignalsThroughTheOutbox(t *testing.T) {
 	if got := read(`SELECT payload->>'type', payload->>'customer' FROM outbox.signals ORDER BY 1`); fmt.Sprint(got) != want {
 		t.Fatalf("signals in the outbox: %v, want %v", got, want)
 	}
-	res, err := projections.Rebuild(t.Context(), e.deps, projections.RebuildSpec{Projection: loyalty.Name,
+	res, err := projections.Rebuild(t.Context(), e.Deps, projections.RebuildSpec{Projection: loyalty.Name,
 		New: func(target string) (projections.Projection, error) {
 			return loyalty.New(loyalty.Options{Target: target, Rules: rs, Outbox: true})
 		}})

@@ -13,11 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/touchstream/touchstream/events"
-	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/conformance"
 	"github.com/touchstream/touchstream/projections/servicelevel"
-	"github.com/touchstream/touchstream/testkit"
 )
 
 var cst = time.FixedZone("CST", 8*3600)
@@ -32,18 +30,8 @@ func TestConformance(t *testing.T) {
 			}
 			return p
 		},
-		Snapshot: snapshot,
-		PerCustomer: func(ctx context.Context, pool *pgxpool.Pool, target string) (map[string]int64, error) {
-			rows, err := pool.Query(ctx, `SELECT customer_id, events FROM `+pgx.Identifier{target, "customers"}.Sanitize())
-			if err != nil {
-				return nil, err
-			}
-			out := map[string]int64{}
-			var c string
-			var n int64
-			_, err = pgx.ForEachRow(rows, []any{&c, &n}, func() error { out[c] = n; return nil })
-			return out, err
-		},
+		Snapshot:    snapshot,
+		PerCustomer: conformance.EventsColumn("customers"),
 	})
 }
 
@@ -67,37 +55,13 @@ func snapshot(ctx context.Context, pool *pgxpool.Pool, target string) (any, erro
 	return out, nil
 }
 
-// logEnv is a log and a database for the tests.
+// logEnv is a log and a database for the tests, numbering the events it builds.
 type logEnv struct {
-	pool   *pgxpool.Pool
-	layout events.Layout
-	pub    *events.Publisher
-	deps   projections.Deps
-	n      int
+	*conformance.Log
+	n int
 }
 
-func newLogEnv(t *testing.T) *logEnv {
-	t.Helper()
-	pool, _ := testkit.Pool(t)
-	ns := testkit.StartNATS(t)
-	nc, js := ns.JetStream(t)
-	def := streams.Default()
-	def.Layout.Partitions, def.Layout.Streams[0].Last = 4, 3
-	if _, err := streams.Apply(t.Context(), js, def); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := events.DefaultCatalog()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := events.NewPublisher(t.Context(), nc, events.WithLayout(def.Layout), events.WithKeys(testkit.NewKeys()),
-		events.WithLimits(events.Limits{MaxSize: 64 << 10}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &logEnv{pool: pool, layout: def.Layout, pub: pub,
-		deps: projections.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Log: testkit.Logger(t)}}
-}
+func newLogEnv(t *testing.T) *logEnv { return &logEnv{Log: conformance.NewLog(t)} }
 
 const callCenter = "urn:touchstream:channel:callcenter"
 
@@ -113,37 +77,15 @@ func (e *logEnv) event(t *testing.T, customer string, at time.Time, p events.Pay
 	return ev
 }
 
-func (e *logEnv) publish(t *testing.T, evs ...*events.Event) {
-	t.Helper()
-	for i, r := range e.pub.PublishBatch(t.Context(), evs) {
-		if r.Err != nil {
-			t.Fatalf("publish %d (%s): %v", i, evs[i].Type, r.Err)
-		}
-	}
-}
-
 func (e *logEnv) tick(t *testing.T, at time.Time) {
 	t.Helper()
-	evs, err := events.NewPartitionEvents(e.layout.Partitions, at, events.ClockTicked{Period: "hour", Tick: at})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ev := range evs {
-		ev.Source = "urn:touchstream:service:clock"
-	}
-	e.publish(t, evs...)
+	e.PartitionWide(t, "urn:touchstream:service:clock", at, events.ClockTicked{Period: "hour", Tick: at})
 }
 
 // fold catches the projection up with the log.
 func (e *logEnv) fold(t *testing.T, p projections.Projection) {
 	t.Helper()
-	r, err := projections.NewRunner(projections.Config{Group: "fold-" + p.Target()}, e.deps, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.CatchUp(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
+	e.Fold(t, p, 0)
 }
 
 func newProjection(t *testing.T, target string, outbox bool) *servicelevel.Projection {
@@ -182,11 +124,11 @@ func TestAnswerRate(t *testing.T) {
 	// A call in another queue, the next hour.
 	evs = append(evs, e.event(t, "C-01", hour.Add(70*time.Minute),
 		events.CallCompleted{CallID: "CALL-B", Direction: "inbound", Queue: "billing", WaitSeconds: 10, Answered: true, HandlingSeconds: 60, Outcome: "resolved"}))
-	e.publish(t, evs...)
+	e.Publish(t, evs...)
 	p := newProjection(t, "servicelevel_v1", false)
 	e.fold(t, p)
 
-	got, err := servicelevel.AnswerRate(t.Context(), e.pool, "servicelevel_v1", "care", hour.Add(-time.Hour), hour.Add(3*time.Hour))
+	got, err := servicelevel.AnswerRate(t.Context(), e.Pool, "servicelevel_v1", "care", hour.Add(-time.Hour), hour.Add(3*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +140,7 @@ func TestAnswerRate(t *testing.T) {
 	if want := float64(5+6+7+8+9+10+11+12+13+14+15+16+17+18+19+35+35+60+60+60) / 20; got[0].AvgWaitSeconds != want {
 		t.Fatalf("average wait %v, want %v", got[0].AvgWaitSeconds, want)
 	}
-	all, err := servicelevel.AnswerRate(t.Context(), e.pool, "servicelevel_v1", "", hour, hour.Add(3*time.Hour))
+	all, err := servicelevel.AnswerRate(t.Context(), e.Pool, "servicelevel_v1", "", hour, hour.Add(3*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,12 +149,12 @@ func TestAnswerRate(t *testing.T) {
 	}
 
 	// Retract an abandoned call (one of C-03's: call 17 is evs[17], customer C-03).
-	e.publish(t, e.event(t, evs[17].Subject, hour.Add(2*time.Hour), events.EventRetracted{Target: evs[17].Ref(), Reason: "test call"}))
+	e.Publish(t, e.event(t, evs[17].Subject, hour.Add(2*time.Hour), events.EventRetracted{Target: evs[17].Ref(), Reason: "test call"}))
 	// A retraction of an unknown event, and a second retraction of the same call, change nothing.
-	e.publish(t, e.event(t, evs[17].Subject, hour.Add(2*time.Hour), events.EventRetracted{Target: events.EventRef{Source: callCenter, ID: "NOPE"}, Reason: "unknown"}))
-	e.publish(t, e.event(t, evs[17].Subject, hour.Add(2*time.Hour), events.EventRetracted{Target: evs[17].Ref(), Reason: "again"}))
+	e.Publish(t, e.event(t, evs[17].Subject, hour.Add(2*time.Hour), events.EventRetracted{Target: events.EventRef{Source: callCenter, ID: "NOPE"}, Reason: "unknown"}))
+	e.Publish(t, e.event(t, evs[17].Subject, hour.Add(2*time.Hour), events.EventRetracted{Target: evs[17].Ref(), Reason: "again"}))
 	e.fold(t, p)
-	got, err = servicelevel.AnswerRate(t.Context(), e.pool, "servicelevel_v1", "care", hour, hour.Add(time.Hour))
+	got, err = servicelevel.AnswerRate(t.Context(), e.Pool, "servicelevel_v1", "care", hour, hour.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +164,7 @@ func TestAnswerRate(t *testing.T) {
 		t.Fatalf("care answer rate after a retraction (-want +got):\n%s", diff)
 	}
 
-	sum, err := servicelevel.SummaryOf(t.Context(), e.pool, "servicelevel_v1", hour.Add(5*time.Hour))
+	sum, err := servicelevel.SummaryOf(t.Context(), e.Pool, "servicelevel_v1", hour.Add(5*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +189,7 @@ func TestComplaintBreaches(t *testing.T) {
 	resolve := func(customer, id string, at time.Time) *events.Event {
 		return e.event(t, customer, at, events.ComplaintResolved{ComplaintID: id, Resolution: "resolved"})
 	}
-	e.publish(t,
+	e.Publish(t,
 		e.event(t, "ENT-1", t0, events.CustomerRegistered{Name: events.Clear("某集团"), Phone: events.Clear("13800138000"),
 			CustomerType: "enterprise", Region: "CN-GD-SZ", Plan: plan}),
 		open("ENT-1", "CP-ENT", t0, t0.Add(4*time.Hour)),   // open past the tick: breached
@@ -266,7 +208,7 @@ func TestComplaintBreaches(t *testing.T) {
 	live := newProjection(t, "servicelevel_v1", true)
 	e.fold(t, live)
 
-	breaches, err := servicelevel.Breaches(t.Context(), e.pool, "servicelevel_v1", t0, t0.Add(24*time.Hour), 10)
+	breaches, err := servicelevel.Breaches(t.Context(), e.Pool, "servicelevel_v1", t0, t0.Add(24*time.Hour), 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +232,7 @@ func TestComplaintBreaches(t *testing.T) {
 	type sig struct{ Type, Customer, Complaint, Enterprise string }
 	read := func(q string) []sig {
 		t.Helper()
-		rows, err := e.pool.Query(t.Context(), q)
+		rows, err := e.Pool.Query(t.Context(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,42 +256,42 @@ func TestComplaintBreaches(t *testing.T) {
 		t.Fatalf("signals recorded (-want +got):\n%s", diff)
 	}
 	var personal int
-	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox.signals WHERE payload::text LIKE '%信号%' OR payload::text LIKE '%13800138000%'`).Scan(&personal); err != nil || personal != 0 {
+	if err := e.Pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox.signals WHERE payload::text LIKE '%信号%' OR payload::text LIKE '%13800138000%'`).Scan(&personal); err != nil || personal != 0 {
 		t.Fatalf("personal data in signals: %d %v", personal, err)
 	}
 
-	openC, err := servicelevel.OpenComplaints(t.Context(), e.pool, "servicelevel_v1", "P-5")
+	openC, err := servicelevel.OpenComplaints(t.Context(), e.Pool, "servicelevel_v1", "P-5")
 	if err != nil || len(openC) != 1 || openC[0].Breached || !openC[0].PromisedBy.Equal(t0.Add(48*time.Hour)) {
 		t.Fatalf("open complaints of P-5: %+v %v", openC, err)
 	}
-	ooo, err := servicelevel.OpenComplaints(t.Context(), e.pool, "servicelevel_v1", "P-3")
+	ooo, err := servicelevel.OpenComplaints(t.Context(), e.Pool, "servicelevel_v1", "P-3")
 	if err != nil || len(ooo) != 0 {
 		t.Fatalf("the complaint resolved before its opening is open: %+v %v", ooo, err)
 	}
 	var oooBreached bool
 	var oooOpened *time.Time
-	if err := e.pool.QueryRow(t.Context(), `SELECT breached, opened_at FROM servicelevel_v1.complaints WHERE complaint_id = 'CP-OOO'`).Scan(&oooBreached, &oooOpened); err != nil ||
+	if err := e.Pool.QueryRow(t.Context(), `SELECT breached, opened_at FROM servicelevel_v1.complaints WHERE complaint_id = 'CP-OOO'`).Scan(&oooBreached, &oooOpened); err != nil ||
 		oooBreached || oooOpened == nil {
 		t.Fatalf("CP-OOO: breached %v opened %v: %v", oooBreached, oooOpened, err)
 	}
-	sum, err := servicelevel.SummaryOf(t.Context(), e.pool, "servicelevel_v1", t0.Add(50*time.Hour).In(cst))
+	sum, err := servicelevel.SummaryOf(t.Context(), e.Pool, "servicelevel_v1", t0.Add(50*time.Hour).In(cst))
 	if err != nil || sum.OpenComplaints != 2 || sum.PastDeadline != 2 || sum.EnterprisePastDeadline != 1 {
 		t.Fatalf("summary: %+v %v", sum, err)
 	}
 
 	// Retracting the enterprise complaint's opening withdraws its breach.
-	e.publish(t, e.event(t, "ENT-1", t0.Add(8*time.Hour), events.EventRetracted{Target: events.EventRef{Source: callCenter, ID: "EV-0002"}, Reason: "duplicate"}))
+	e.Publish(t, e.event(t, "ENT-1", t0.Add(8*time.Hour), events.EventRetracted{Target: events.EventRef{Source: callCenter, ID: "EV-0002"}, Reason: "duplicate"}))
 	e.fold(t, live)
 	if got := read(`SELECT type, customer_id, data->>'complaint_id', data->>'enterprise_sla' FROM servicelevel_v1.signals WHERE type = '` +
 		servicelevel.SignalBreachWithdrawn + `'`); len(got) != 1 || got[0].Complaint != "CP-ENT" {
 		t.Fatalf("withdrawal: %v", got)
 	}
-	if c, _ := servicelevel.OpenComplaints(t.Context(), e.pool, "servicelevel_v1", "ENT-1"); len(c) != 0 {
+	if c, _ := servicelevel.OpenComplaints(t.Context(), e.Pool, "servicelevel_v1", "ENT-1"); len(c) != 0 {
 		t.Fatalf("retracted complaint still open: %+v", c)
 	}
 
 	// A rebuild folds the same log and emits nothing.
-	res, err := projections.Rebuild(t.Context(), e.deps, projections.RebuildSpec{Projection: servicelevel.Name,
+	res, err := projections.Rebuild(t.Context(), e.Deps, projections.RebuildSpec{Projection: servicelevel.Name,
 		New: func(target string) (projections.Projection, error) {
 			return servicelevel.New(servicelevel.Options{Target: target, Outbox: true})
 		}})
@@ -360,28 +302,28 @@ func TestComplaintBreaches(t *testing.T) {
 		t.Fatalf("the rebuild emitted %v", got)
 	}
 	var n int
-	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox.signals`).Scan(&n); err != nil || n != 4 {
+	if err := e.Pool.QueryRow(t.Context(), `SELECT count(*) FROM outbox.signals`).Scan(&n); err != nil || n != 4 {
 		t.Fatalf("the outbox holds %d signals after the rebuild, want the live 4: %v", n, err)
 	}
-	rebuilt, err := servicelevel.Breaches(t.Context(), e.pool, res.Target, t0, t0.Add(24*time.Hour), 10)
+	rebuilt, err := servicelevel.Breaches(t.Context(), e.Pool, res.Target, t0, t0.Add(24*time.Hour), 10)
 	if err != nil || len(rebuilt) != 2 {
 		t.Fatalf("rebuilt breaches: %+v %v", rebuilt, err)
 	}
 
 	// One event a batch (the resolutions before their openings committed apart) ends
 	// the same as the rebuild.
-	r, err := projections.NewRunner(projections.Config{Group: "one-by-one", BatchSize: 1, NoSignals: true}, e.deps, newProjection(t, "servicelevel_b1", false))
+	r, err := projections.NewRunner(projections.Config{Group: "one-by-one", BatchSize: 1, NoSignals: true}, e.Deps, newProjection(t, "servicelevel_b1", false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.CatchUp(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
-	want1, err := snapshot(t.Context(), e.pool, res.Target)
+	want1, err := snapshot(t.Context(), e.Pool, res.Target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got1, err := snapshot(t.Context(), e.pool, "servicelevel_b1")
+	got1, err := snapshot(t.Context(), e.Pool, "servicelevel_b1")
 	if err != nil {
 		t.Fatal(err)
 	}
