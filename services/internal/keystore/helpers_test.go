@@ -3,7 +3,6 @@ package keystore_test
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -63,24 +62,7 @@ func serve(t testing.TB, store *keystore.Store, url string, cfg keystore.Service
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("service Run: %v, want nil on cancellation", err)
-				}
-			case <-time.After(20 * time.Second):
-				t.Errorf("service Run did not return 20s after cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop = testkit.Go(t, "key service", 20*time.Second, svc.Run)
 	waitAnswering(t, url)
 	return stop
 }

@@ -169,25 +169,7 @@ func (e *env) start(t *testing.T, cfg notify.Config) (n *notify.Notifier, stop f
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("run did not return 15s after cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return n, stop
+	return n, testkit.Go(t, "notifier", 15*time.Second, n.Run)
 }
 
 // eventually polls cond every 20ms until it holds or d passes.
