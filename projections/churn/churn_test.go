@@ -3,7 +3,10 @@ package churn_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/churn"
 	"github.com/touchstream/touchstream/projections/churn/features"
+	"github.com/touchstream/touchstream/projections/churn/model"
 	"github.com/touchstream/touchstream/projections/conformance"
 )
 
@@ -291,5 +295,70 @@ func TestSnapshotsAndSilence(t *testing.T) {
 	}
 	if v, _ := d.Features.Value(features.DaysSinceRecharge); v != 71 {
 		t.Errorf("days since recharge after the 1 April tick: %v, want 71", v)
+	}
+}
+
+// TestModelActivatedInTheLog: a trained model scores the events stored after its
+// activation and stamped at or after its effective time; before, the rules score; an
+// activation of a model the store does not hold is parked, and scoring goes on with
+// what was in force.
+func TestModelActivatedInTheLog(t *testing.T) {
+	e := conformance.NewLog(t)
+	// A small logistic model on synthetic rows: churners asked to port out.
+	names := features.Names()
+	rng := rand.New(rand.NewPCG(3, 4))
+	d := model.Dataset{Names: names}
+	for i := range 400 {
+		x := make([]float64, len(names))
+		for j := range x {
+			x[j] = rng.Float64() * 10
+		}
+		y := float64(i % 5 / 4) // one in five
+		if y == 1 {
+			x[slices.Index(names, features.PortOutRequested)] = 1
+		} else {
+			x[slices.Index(names, features.PortOutRequested)] = 0
+		}
+		d.X, d.Y = append(d.X, x), append(d.Y, y)
+	}
+	m, err := model.TrainLogistic(d, model.LogisticOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := churn.MigrateModels(t.Context(), e.Pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := churn.SaveModel(t.Context(), e.Pool, m, map[string]string{"test": "synthetic"}); err != nil {
+		t.Fatal(err)
+	}
+	const admin = "urn:touchstream:service:churn-admin"
+	reg := func(c string, at time.Time) *events.Event {
+		return conformance.Event(t, c, store, at, events.CustomerRegistered{Name: events.Clear("测试"), Phone: events.Clear("13800138000"),
+			CustomerType: "individual", Region: "CN-GD-SZ", Plan: events.Plan{ID: "PRE-19", Name: "19元流量卡", Kind: "prepaid", MonthlyFee: events.CNY(1900)}})
+	}
+	effective := time.Date(2026, 5, 1, 0, 0, 0, 0, cst)
+	e.Publish(t, reg("C-M-1", time.Date(2026, 4, 1, 10, 0, 0, 0, cst)))
+	e.PartitionWide(t, admin, effective, events.ChurnModelActivated{Model: m.Version, EffectiveAt: effective})
+	missing := "sha256:" + strings.Repeat("0", 64)
+	e.PartitionWide(t, admin, effective, events.ChurnModelActivated{Model: missing, EffectiveAt: effective})
+	e.Publish(t,
+		reg("C-M-2", time.Date(2026, 4, 20, 10, 0, 0, 0, cst)), // stamped before the effective time: the rules
+		reg("C-M-3", time.Date(2026, 5, 2, 10, 0, 0, 0, cst)),  // after: the model
+	)
+	e.Fold(t, newProjection(t, churn.Options{Target: "churn_v1"}), 0)
+	for c, want := range map[string]string{"C-M-1": churn.RulesName(rules(t).Version()), "C-M-2": churn.RulesName(rules(t).Version()), "C-M-3": m.Version} {
+		var got string
+		if err := e.Pool.QueryRow(t.Context(), `SELECT model FROM churn_v1.customers WHERE customer_id = $1`, c).Scan(&got); err != nil || got != want {
+			t.Errorf("%s scored by %q (%v), want %q", c, got, err, want)
+		}
+	}
+	var parked int
+	var msg string
+	if err := e.Pool.QueryRow(t.Context(), `SELECT count(*), min(error) FROM projections.dead_letters WHERE target = 'churn_v1' AND event_type = $1`,
+		events.TypeChurnModelActivated).Scan(&parked, &msg); err != nil {
+		t.Fatal(err)
+	}
+	if parked != e.Layout.Partitions || !strings.Contains(msg, missing) || !strings.Contains(msg, "not in the model store") {
+		t.Errorf("parked activations: %d (%q), want one per partition (%d) naming the missing model", parked, msg, e.Layout.Partitions)
 	}
 }
