@@ -23,6 +23,10 @@ deps: ## download the Go modules of every workspace module
 postgres: ## make sure PostgreSQL answers (start or install it if needed; honours DATABASE_URL)
 	@scripts/ensure-postgres.sh
 
+.PHONY: chromium
+chromium: ## make sure Debian's headless Chromium is installed (the console's browser tests)
+	@scripts/ensure-chromium.sh
+
 .PHONY: build
 build: deps ## build the touchstream binary into bin/
 	go build -o $(BIN) ./services/cmd/touchstream
@@ -32,7 +36,7 @@ run: build postgres ## start everything on an embedded default, with the simulat
 	$(BIN) run --data-dir $(DATA_DIR) --deploy-dir deploy
 
 .PHONY: test
-test: deps postgres ## run every test against real PostgreSQL and embedded JetStream, then a short fuzz of every target
+test: deps postgres chromium ## run every test against real PostgreSQL, embedded JetStream and headless Chromium, then a short fuzz of every target
 	go vet $(PKGS)
 	go test $(TEST_FLAGS) $(PKGS)
 	scripts/fuzz.sh $(FUZZ_SHORT)
