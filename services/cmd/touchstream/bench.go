@@ -46,7 +46,7 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events of the projector's data set (ingest sends at most 200,000, and 100,000 with personal fields)")
 	fs.StringVar(&o.PrivatePostgres, "private-postgres", "4GB", "shared_buffers of a private, tuned PostgreSQL cluster made with initdb for the run (\"\": use --database-url's cluster as it is)")
 	fs.IntVar(&o.ChurnCustomers, "churn-customers", bench.DefaultChurnPop, "churn suite: the simulator's customers")
-	fs.IntVar(&o.ChurnDays, "churn-days", bench.DefaultChurnDays, "churn suite: days of history from 1 January (at least 45; January's snapshots are trained on)")
+	fs.IntVar(&o.ChurnDays, "churn-days", bench.DefaultChurnDays, "churn suite: days of history from 1 January (at least 70; January's snapshots are trained on)")
 	fs.StringVar(&o.CPUProfileDir, "cpuprofile-dir", "", "write CPU profiles of the ingest runs, the projector catch-up and the rebuild here (go tool pprof -top FILE)")
 	if err := parse(fs, args); err != nil {
 		return err

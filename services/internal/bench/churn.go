@@ -23,7 +23,7 @@ import (
 // The churn suite's settings.
 const (
 	churnTarget     = "churn_v1"
-	churnTimeline   = "timeline_v1"
+	churnTimeline   = "timeline_v91" // beside the projector data set's timeline_v1
 	churnRows       = 1_000_000 // snapshot rows the training-time runs fit
 	churnSample     = 200_000   // events the in-memory fold (the compute limit) replays
 	DefaultChurnPop = 100_000
@@ -34,8 +34,9 @@ const (
 
 var churnStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600))
 
-// churn measures the churn read model on the simulator's population, in its own log
-// and database (the other suites' data set is not touched): months of history for
+// churn measures the churn read model on the simulator's population, in the bench's
+// log emptied first (it runs last: the other suites' data set is gone after it) and
+// its own schemas of the bench database: months of history for
 // Options.ChurnCustomers customers published straight to the log with daily clock
 // ticks, folded by the timeline index and the churn projection; both models trained
 // end to end from the log (snapshots read and labelled, fitted, stored); and both
@@ -45,11 +46,8 @@ func (b *bench) churn(ctx context.Context) error {
 	if b.o.Simulator == nil || b.d.Churn == nil {
 		return fmt.Errorf("churn suite: Options.Simulator and Deps.Churn are required")
 	}
-	ce, err := newEnv(ctx, b.o, b.log)
-	if err != nil {
-		return err
-	}
-	defer ce.close()
+	ce := b.e
+	b.ds = nil // the log is emptied: the projector's data set goes with it
 	if err := ce.resetStream(ctx); err != nil {
 		return err
 	}
@@ -145,7 +143,7 @@ func (b *bench) churn(ctx context.Context) error {
 
 	// Training end to end from the log: the January snapshots.
 	var customers, alerts, snapshots int64
-	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM churn_v1.customers), (SELECT count(*) FROM churn_v1.alerts), (SELECT count(*) FROM churn_v1.snapshots)`).
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM `+churnTarget+`.customers), (SELECT count(*) FROM `+churnTarget+`.alerts), (SELECT count(*) FROM `+churnTarget+`.snapshots)`).
 		Scan(&customers, &alerts, &snapshots); err != nil {
 		return err
 	}
@@ -227,6 +225,11 @@ func (b *bench) churn(ctx context.Context) error {
 		t.row("fit "+f.name, count(f.run.n), seconds(f.run.elapsed), perSecond(f.run.rate()), f.run.cpu.String(), beside)
 	}
 	t.row("models stored (content-hashed)", count(saveRun.n), seconds(saveRun.elapsed), "", "", "")
+	for _, target := range []string{churnTarget, churnTimeline} {
+		if err := projections.DropTarget(ctx, pool, target); err != nil {
+			return err
+		}
+	}
 	return t.write(b.out)
 }
 

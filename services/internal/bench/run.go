@@ -104,8 +104,8 @@ func (o Options) Validate() error {
 	if err := o.Streams.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if (o.Suite == "all" || o.Suite == "churn") && (o.Simulator == nil || o.ChurnRules == nil || o.ChurnCustomers < 1 || o.ChurnDays < 45) {
-		errs = append(errs, errors.New("churn suite: simulator parameters, churn rules, at least 1 customer and 45 days are required"))
+	if (o.Suite == "all" || o.Suite == "churn") && (o.Simulator == nil || o.ChurnRules == nil || o.ChurnCustomers < 1 || o.ChurnDays < 70) {
+		errs = append(errs, errors.New("churn suite: simulator parameters, churn rules, at least 1 customer and 70 days (January's snapshots need their outcome) are required"))
 	}
 	if len(o.Channels) == 0 {
 		errs = append(errs, errors.New("channels: required (deploy/channels.json)"))
