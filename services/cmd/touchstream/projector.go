@@ -26,6 +26,7 @@ import (
 	"github.com/touchstream/touchstream/projections/loyalty"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/outbox"
+	"github.com/touchstream/touchstream/projections/reporting"
 	"github.com/touchstream/touchstream/projections/servicelevel"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/projections/valuetier"
@@ -253,6 +254,10 @@ func loadLoyaltyRules(c *config.Common) (*ledger.RuleSet, error) {
 // switches one, starts again over the new set: the new version continues from the
 // checkpoints its rebuild left. It returns when ctx ends.
 func followServing(ctx context.Context, f projectorFlags, d projectorDeps, every time.Duration) error {
+	if err := reporting.EnsureRole(ctx, d.pool, reporting.Role); err != nil && ctx.Err() == nil {
+		d.log.Warn("the dashboards' read-only role is not ensured (the database user needs CREATEROLE; or create it once by hand, deploy/grafana/README.md)",
+			"role", reporting.Role, "error", err)
+	}
 	for {
 		var serving map[string]string
 		for {
@@ -280,6 +285,13 @@ func followServing(ctx context.Context, f projectorFlags, d projectorDeps, every
 				return err
 			}
 			d.pins[name] = pin
+		}
+		// The dashboards' views follow the serving versions (deploy/grafana).
+		if err := reporting.Refresh(ctx, d.pool); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.log.Warn("reporting views not refreshed; dashboards read the versions they read before", "error", err)
 		}
 		runner, err := buildProjector(f, d, serving)
 		if err != nil {
