@@ -48,10 +48,14 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.Port == 0 {
 		cfg.Port = 4333
 	}
-	if cfg.Name == "" {
-		cfg.Name = "touchstream-embedded"
+	// A cluster member's name comes from its configuration file: JetStream tells the
+	// members apart by it, so it is never overwritten by the default.
+	switch {
+	case cfg.Name != "":
+		opts.ServerName = cfg.Name
+	case opts.ServerName == "":
+		opts.ServerName = "touchstream-embedded"
 	}
-	opts.ServerName = cfg.Name
 	opts.Host = cfg.Host
 	opts.Port = cfg.Port
 	opts.JetStream = true
