@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -13,7 +14,6 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
-	"github.com/touchstream/touchstream/projections/churn/features"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/admin"
@@ -92,10 +92,15 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	if err != nil {
 		return err
 	}
+	cmds, err := newCommandPublisher(ctx, nc, def.Layout)
+	if err != nil {
+		return err
+	}
+	defer cmds.Close()
 	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
 	srv, err := buildQuery(f, queryDeps{
 		db: pool, keys: keys, layout: def.Layout,
-		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club, churn: churnRules,
+		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club, commands: cmds,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -127,8 +132,8 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 
 // queryDeps are what the query API is built from.
 type queryDeps struct {
-	loyalty  *ledger.RuleSet  // nil: no loyalty routes
-	churn    *features.Scorer // nil: no churn routes
+	loyalty  *ledger.RuleSet   // nil: no loyalty routes
+	commands *events.Publisher // the console's command service; nil: the desk's POST routes answer 503
 	db       projections.Querier
 	keys     events.KeySource
 	layout   events.Layout
@@ -151,8 +156,14 @@ func buildQuery(f queryFlags, d queryDeps) (*query.Server, error) {
 		Tiers:             d.tiers.Names(),
 		LoyaltyRules:      d.loyalty,
 	}, query.Deps{
-		DB: d.db, Keys: d.keys, Viewer: query.MaskedForEveryone, Registry: d.registry, Log: d.log,
+		DB: d.db, Keys: d.keys, Viewer: query.MaskedForEveryone, Registry: d.registry, Log: d.log, Commands: d.commands,
 	})
+}
+
+// newCommandPublisher is the console's command service: the retention desk's actions
+// on churn alerts enter the log through it (the query API's POST routes).
+func newCommandPublisher(ctx context.Context, nc *nats.Conn, layout events.Layout) (*events.Publisher, error) {
+	return events.NewPublisher(ctx, nc, events.WithLayout(layout), events.WithSource(query.DefaultCommandSource))
 }
 
 // loadPhoneKey reads the secret of the phone search hash: the file named, or the

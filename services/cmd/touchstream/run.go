@@ -167,8 +167,13 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	}
 	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
 		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, churn: churnRules, outbox: true, serviceLevel: true}
+	cmds, err := newCommandPublisher(ctx, nc, def.Layout)
+	if err != nil {
+		return err
+	}
+	defer cmds.Close()
 	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
-		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, churn: churnRules})
+		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, commands: cmds})
 	if err != nil {
 		return err
 	}

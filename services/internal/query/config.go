@@ -18,17 +18,20 @@ import (
 
 // Defaults of Config; a zero field takes its default.
 const (
-	DefaultAddr              = "127.0.0.1:8081"
-	DefaultCustomer360Target = "customer360_v1"
-	DefaultTimelineTarget    = "timeline_v1"
-	DefaultLoyaltyTarget     = "loyalty_v1"
-	DefaultRequestTimeout    = 10 * time.Second
-	DefaultShutdownTimeout   = 10 * time.Second
-	DefaultReadHeaderTimeout = 5 * time.Second
-	DefaultReadTimeout       = 10 * time.Second
-	DefaultWriteTimeout      = 30 * time.Second
-	DefaultIdleTimeout       = 2 * time.Minute
-	DefaultMaxHeaderBytes    = 32 << 10
+	DefaultAddr               = "127.0.0.1:8081"
+	DefaultCustomer360Target  = "customer360_v1"
+	DefaultTimelineTarget     = "timeline_v1"
+	DefaultLoyaltyTarget      = "loyalty_v1"
+	DefaultChurnTarget        = "churn_v1"
+	DefaultServiceLevelTarget = "servicelevel_v1"
+	DefaultCommandSource      = "urn:touchstream:service:console"
+	DefaultRequestTimeout     = 10 * time.Second
+	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultReadHeaderTimeout  = 5 * time.Second
+	DefaultReadTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 30 * time.Second
+	DefaultIdleTimeout        = 2 * time.Minute
+	DefaultMaxHeaderBytes     = 32 << 10
 )
 
 // Config configures a Server. Zero fields take the defaults above, except Layout and
@@ -46,6 +49,18 @@ type Config struct {
 	// loyalty_v1, or the serving one with FollowServing).
 	LoyaltyRules  *ledger.RuleSet
 	LoyaltyTarget string
+	// ChurnTarget and ServiceLevelTarget are the churn and service-level versions
+	// answering (default churn_v1 and servicelevel_v1, or the serving ones with
+	// FollowServing).
+	ChurnTarget        string
+	ServiceLevelTarget string
+	// CommandSource is the CloudEvents source of the events the desk's commands
+	// publish (default urn:touchstream:service:console). With the event id it is the
+	// dedup key of a retried command.
+	CommandSource string
+	// Location is the operator's zone: the day of a service-level summary when no
+	// time is given (default Asia/Shanghai, UTC+8 without the zone database).
+	Location *time.Location
 	// FollowServing looks the serving versions up in projections.serving (at most once
 	// a second), so a blue/green switch reaches readers without a restart.
 	FollowServing bool
@@ -88,6 +103,18 @@ func (c *Config) setDefaults() {
 	if c.LoyaltyTarget == "" {
 		c.LoyaltyTarget = DefaultLoyaltyTarget
 	}
+	if c.ChurnTarget == "" {
+		c.ChurnTarget = DefaultChurnTarget
+	}
+	if c.ServiceLevelTarget == "" {
+		c.ServiceLevelTarget = DefaultServiceLevelTarget
+	}
+	if c.CommandSource == "" {
+		c.CommandSource = DefaultCommandSource
+	}
+	if c.Location == nil {
+		c.Location = operatorZone()
+	}
 	set(&c.RequestTimeout, DefaultRequestTimeout)
 	set(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	set(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
@@ -115,6 +142,15 @@ func (c Config) Validate() error {
 	}
 	if !targetName.MatchString(c.LoyaltyTarget) {
 		add("query: LoyaltyTarget %q: must be a PostgreSQL schema name such as %s", c.LoyaltyTarget, DefaultLoyaltyTarget)
+	}
+	if !targetName.MatchString(c.ChurnTarget) {
+		add("query: ChurnTarget %q: must be a PostgreSQL schema name such as %s", c.ChurnTarget, DefaultChurnTarget)
+	}
+	if !targetName.MatchString(c.ServiceLevelTarget) {
+		add("query: ServiceLevelTarget %q: must be a PostgreSQL schema name such as %s", c.ServiceLevelTarget, DefaultServiceLevelTarget)
+	}
+	if !saneKey.MatchString(c.CommandSource) {
+		add("query: CommandSource %q: must be 1 to 256 printable characters without spaces, such as %s", c.CommandSource, DefaultCommandSource)
 	}
 	if !targetName.MatchString(c.TimelineTarget) {
 		add("query: TimelineTarget %q: must be a PostgreSQL schema name such as %s", c.TimelineTarget, DefaultTimelineTarget)
@@ -157,4 +193,18 @@ type Deps struct {
 	Log *slog.Logger
 	// Listener, when set, is served instead of listening on Config.Addr.
 	Listener net.Listener
+	// Commands publishes the retention desk's commands (alert.acknowledged,
+	// offer.presented, offer.accepted, alert.closed): the console's command service
+	// publisher. nil: the command routes answer 503.
+	Commands *events.Publisher
+}
+
+// operatorZone is Asia/Shanghai, or UTC+8 (no daylight saving there) without the
+// zone database.
+func operatorZone() *time.Location {
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		return time.FixedZone("CST", 8*3600)
+	}
+	return loc
 }

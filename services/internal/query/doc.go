@@ -1,7 +1,8 @@
-// Package query is touchstream's query API: read-only HTTP access to the read models
-// (the customer 360 profile, the timeline, search over profiles) for dashboards and
-// the call center. The OpenAPI 3.0 document, served at GET /v1/openapi.json, is the
-// contract; this comment summarises it.
+// Package query is touchstream's query API: HTTP access to the read models (the
+// customer 360 profile, the timeline, search over profiles, loyalty, churn, the
+// service level) for dashboards and the call center, and the retention desk's
+// commands, which enter the log as events. The OpenAPI 3.0 document, served at GET
+// /v1/openapi.json, is the contract; this comment summarises it.
 //
 // # Endpoints
 //
@@ -13,10 +14,53 @@
 //	                                 is an exact id or a prefix ending in "*"
 //	GET /v1/openapi.json             the OpenAPI document
 //
-// HEAD is answered wherever GET is. Every other method is 405 with Allow: GET, HEAD.
+// HEAD is answered wherever GET is. Every other method is 405 with Allow: GET, HEAD (on
+// a command route, Allow: POST).
 // Query parameters are strict: an unknown or repeated parameter is a 400 naming it.
 // Lists take limit 1-500 (default 50) and return "next", the cursor of the following
 // page, or null on the last page. Cursors are opaque.
+//
+// # Churn, the retention desk and the service level
+//
+//	GET  /v1/churn/scores                    customers by churn score, highest first (?tier=
+//	                                         &region=&min_score=&max_score=&include_churned=
+//	                                         &limit=&cursor=); scores in [0,1], min <= max
+//	GET  /v1/churn/customers/{id}            score, reasons and their events, features, state
+//	                                         group, current alert, alerts, score history
+//	GET  /v1/churn/alerts                    the desk's queue: alerts not closed by priority
+//	                                         (score × monthly value), ?limit=&cursor=
+//	GET  /v1/churn/alerts/{id}               one alert
+//	POST /v1/churn/alerts/{id}/acknowledge   {"staff_id","note"?} -> alert.acknowledged
+//	POST /v1/churn/alerts/{id}/actions       {"kind": offer_presented|offer_accepted,
+//	                                         "offer_id", "offer_kind", "staff_id"} ->
+//	                                         offer.presented / offer.accepted naming the alert
+//	POST /v1/churn/alerts/{id}/close         {"outcome": retained|churned, "staff_id",
+//	                                         "note"?} -> alert.closed
+//	GET  /v1/service-level/answer-rate       hourly answer rate within 20 s and the period's
+//	                                         total (?queue=&from=&to=; default the last 24 h,
+//	                                         at most 31 days)
+//	GET  /v1/service-level/breaches          complaints breached in a period (?from=&to=&limit=)
+//	GET  /v1/service-level/summary           the day at a glance (?at=; default now in
+//	                                         Config.Location)
+//	GET  /v1/customers/{id}/complaints       open complaints, earliest deadline first
+//
+// The lists page with "next_cursor" (opaque; null on the last page). The read models
+// are churn (Config.ChurnTarget) and servicelevel (Config.ServiceLevelTarget), both
+// followed through projections.serving with FollowServing; a version missing from the
+// database answers 404.
+//
+// The desk's commands do not change a read model: each publishes one event through
+// Deps.Commands (without it they answer 503), with the alert's customer as subject,
+// Config.CommandSource as source and, when the request carries an Idempotency-Key
+// header, that key as event id, so that a retried command is stored once within the
+// log's duplicate window ("duplicate": true on the retry). The answer is 202 with the
+// event's source and id; the alert changes when the projector folds the event. Bodies
+// are strict JSON of at most 4 KiB (413 too_large beyond): an unknown field, a missing
+// or malformed one is a 400 naming it, as is a field the event contract refuses. An
+// unknown alert is a 404; a closed one a 409 conflict (as the read model knows it: a
+// close still being folded is not yet seen). Commands are never cached (Cache-Control:
+// no-store). The read model ignores actions on an alert other than the customer's
+// current one or on a closed one.
 //
 // # Freshness
 //
@@ -59,7 +103,8 @@
 // # Errors
 //
 // Errors are JSON: {"error": {"code", "message", "parameter"?, "request_id"}}. 400
-// invalid_parameter names the parameter; 404 not_found; 405 method_not_allowed; 401
+// invalid_parameter names the parameter; 404 not_found; 405 method_not_allowed (with
+// Allow: GET, HEAD on reads, POST on commands); 409 conflict; 413 too_large; 401
 // unauthenticated (only when a ViewerFunc refuses the request); 503 unavailable when
 // the key service cannot supply data keys (with Retry-After); anything else is a 500
 // internal error with a generic message, logged with the request id. Every response

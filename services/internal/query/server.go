@@ -1,6 +1,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -35,6 +36,7 @@ type Server struct {
 	listener net.Listener
 	handler  http.Handler
 	serving  *projections.ServingCache // nil: the configured targets
+	commands *events.Publisher         // nil: the command routes answer 503
 }
 
 // New returns a query server.
@@ -65,7 +67,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, db: deps.DB, keys: deps.Keys, viewer: deps.Viewer, log: deps.Log, m: m,
-		listener: deps.Listener, types: map[string]bool{}}
+		listener: deps.Listener, types: map[string]bool{}, commands: deps.Commands}
 	if cfg.FollowServing {
 		s.serving = &projections.ServingCache{DB: deps.DB, TTL: time.Second}
 	}
@@ -99,6 +101,17 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/loyalty/members/{id}", s.endpoint("loyalty_member", true, s.getLoyaltyMember))
 	mux.Handle("GET /v1/loyalty/members/{id}/ledger", s.endpoint("loyalty_ledger", true, s.getLoyaltyLedger))
 	mux.Handle("GET /v1/loyalty/totals", s.endpoint("loyalty_totals", true, s.getLoyaltyTotals))
+	mux.Handle("GET /v1/churn/scores", s.endpoint("churn_scores", true, s.getChurnScores))
+	mux.Handle("GET /v1/churn/customers/{id}", s.endpoint("churn_customer", true, s.getChurnCustomer))
+	mux.Handle("GET /v1/churn/alerts", s.endpoint("churn_alerts", true, s.getChurnAlerts))
+	mux.Handle("GET /v1/churn/alerts/{id}", s.endpoint("churn_alert", true, s.getChurnAlert))
+	mux.Handle("POST /v1/churn/alerts/{id}/acknowledge", s.endpoint("churn_acknowledge", true, s.acknowledgeAlert))
+	mux.Handle("POST /v1/churn/alerts/{id}/actions", s.endpoint("churn_action", true, s.actOnAlert))
+	mux.Handle("POST /v1/churn/alerts/{id}/close", s.endpoint("churn_close", true, s.closeAlert))
+	mux.Handle("GET /v1/service-level/answer-rate", s.endpoint("servicelevel_answer_rate", true, s.getAnswerRate))
+	mux.Handle("GET /v1/service-level/breaches", s.endpoint("servicelevel_breaches", true, s.getBreaches))
+	mux.Handle("GET /v1/service-level/summary", s.endpoint("servicelevel_summary", true, s.getServiceLevelSummary))
+	mux.Handle("GET /v1/customers/{id}/complaints", s.endpoint("complaints", true, s.getComplaints))
 	mux.Handle("GET /v1/openapi.json", s.endpoint("openapi", false, s.getOpenAPI))
 	mux.Handle("/", s.endpoint("unmatched", false, unmatched(mux)))
 	return mux
@@ -127,6 +140,7 @@ type call struct {
 
 // reply is a successful answer: a JSON body (or raw bytes) and its freshness.
 type reply struct {
+	status      int // 0: 200 with an ETag; otherwise this status, uncacheable (commands)
 	body        any
 	raw         []byte // served as is, with contentType
 	contentType string
@@ -142,6 +156,7 @@ type apiError struct {
 	message string
 	param   string
 	fresh   *Freshness
+	allow   string // the Allow header of a 405
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
@@ -156,6 +171,8 @@ const (
 	codeMissingFilter    = "missing_filter"
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
+	codeConflict         = "conflict"
+	codeTooLarge         = "too_large"
 	codeUnauthenticated  = "unauthenticated"
 	codeUnavailable      = "unavailable"
 	codeInternal         = "internal"
@@ -230,13 +247,13 @@ func (s *Server) fail(w http.ResponseWriter, c *call, route string, err error) i
 	switch {
 	case errors.As(err, &ae):
 		if ae.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", "GET, HEAD")
+			w.Header().Set("Allow", cmp.Or(ae.allow, "GET, HEAD"))
 		}
 		return s.writeError(w, c, ae)
 	case c.r.Context().Err() != nil:
 		// The client went away: nobody reads the answer. 499, as proxies record it.
 		return 499
-	case errors.Is(err, errKeysUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errKeysUnavailable), errors.Is(err, errLogUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("request could not be answered in time", "request_id", c.reqID, "route", route,
 			"customer_id", c.customer, "error", err)
 		w.Header().Set("Retry-After", "1")
@@ -281,6 +298,15 @@ func (s *Server) writeReply(w http.ResponseWriter, c *call, rep *reply) int {
 	sum := sha256.Sum256(body)
 	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
 	h := w.Header()
+	if rep.status != 0 {
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Type", ct)
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(rep.status)
+		_, _ = w.Write(body)
+		return rep.status
+	}
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-cache, private")
 	h.Set("Vary", "Authorization")
@@ -325,16 +351,21 @@ func requestID(given string) string {
 	return hex.EncodeToString(b[:])
 }
 
-// unmatched answers requests no route takes: 405 for another method on a known path,
-// 404 otherwise, both as JSON errors.
+// unmatched answers requests no route takes: 405 for another method on a known path
+// (reads take GET and HEAD, commands POST), 404 otherwise, both as JSON errors.
 func unmatched(mux *http.ServeMux) endpointFunc {
 	return func(c *call) (*reply, error) {
-		if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead {
-			probe := c.r.Clone(c.ctx)
-			probe.Method = http.MethodGet
+		probe := c.r.Clone(c.ctx)
+		for _, m := range []struct{ method, allow, message string }{
+			{http.MethodGet, "GET, HEAD", "only GET and HEAD are served"},
+			{http.MethodPost, "POST", "commands take POST only"},
+		} {
+			if m.method == c.r.Method || (m.method == http.MethodGet && c.r.Method == http.MethodHead) {
+				continue
+			}
+			probe.Method = m.method
 			if _, pattern := mux.Handler(probe); pattern != "/" {
-				return nil, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
-					message: "only GET and HEAD are served"}
+				return nil, &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, allow: m.allow, message: m.message}
 			}
 		}
 		return nil, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such resource; see /v1/openapi.json"}

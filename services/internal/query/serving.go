@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/touchstream/touchstream/projections/churn"
 	"github.com/touchstream/touchstream/projections/customer360"
+	"github.com/touchstream/touchstream/projections/servicelevel"
 	"github.com/touchstream/touchstream/projections/timeline"
 )
 
@@ -16,6 +18,16 @@ func (s *Server) customer360Target(ctx context.Context) (string, error) {
 // timelineTarget is the version of the timeline that answers now.
 func (s *Server) timelineTarget(ctx context.Context) (string, error) {
 	return s.target(ctx, timeline.Name, s.cfg.TimelineTarget)
+}
+
+// churnTarget is the version of the churn read model that answers now.
+func (s *Server) churnTarget(ctx context.Context) (string, error) {
+	return s.target(ctx, churn.Name, s.cfg.ChurnTarget)
+}
+
+// serviceLevelTarget is the version of the service-level read model that answers now.
+func (s *Server) serviceLevelTarget(ctx context.Context) (string, error) {
+	return s.target(ctx, servicelevel.Name, s.cfg.ServiceLevelTarget)
 }
 
 func (s *Server) target(ctx context.Context, projection, configured string) (string, error) {
