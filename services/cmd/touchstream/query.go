@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +19,7 @@ import (
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/config"
+	"github.com/touchstream/touchstream/services/internal/console"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 	"github.com/touchstream/touchstream/services/internal/query"
@@ -98,13 +100,6 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	}
 	defer cmds.Close()
 	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
-	srv, err := buildQuery(f, queryDeps{
-		db: pool, keys: keys, layout: def.Layout,
-		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club, commands: cmds,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
-	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
@@ -119,6 +114,17 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		return err
 	}
 	defer closeOps()
+	con, conRoutes, err := buildConsole(pool, log, routes)
+	if err != nil {
+		return err
+	}
+	srv, err := buildQuery(f, queryDeps{
+		db: pool, keys: keys, layout: def.Layout,
+		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club, commands: cmds, routes: conRoutes,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
 	adm, err := admin.New(admin.Config{Addr: c.AdminAddr, Registry: reg, Checks: []admin.Check{databaseCheck(pool), natsCheck(nc)}, Routes: routes}, log)
 	if err != nil {
 		return err
@@ -126,14 +132,16 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	fmt.Fprintf(stdout, "query API listening on %s (admin and operations API %s)\n", f.addr, c.AdminAddr)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Run(gctx) })
+	g.Go(func() error { return con.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
 	return g.Wait()
 }
 
 // queryDeps are what the query API is built from.
 type queryDeps struct {
-	loyalty  *ledger.RuleSet   // nil: no loyalty routes
-	commands *events.Publisher // the console's command service; nil: the desk's POST routes answer 503
+	loyalty  *ledger.RuleSet         // nil: no loyalty routes
+	commands *events.Publisher       // the console's command service; nil: the desk's POST routes answer 503
+	routes   map[string]http.Handler // mounted beside the API: the console (buildConsole)
 	db       projections.Querier
 	keys     events.KeySource
 	layout   events.Layout
@@ -155,9 +163,28 @@ func buildQuery(f queryFlags, d queryDeps) (*query.Server, error) {
 		PhoneKey:          d.phoneKey,
 		Tiers:             d.tiers.Names(),
 		LoyaltyRules:      d.loyalty,
+		Routes:            d.routes,
 	}, query.Deps{
 		DB: d.db, Keys: d.keys, Viewer: query.MaskedForEveryone, Registry: d.registry, Log: d.log, Commands: d.commands,
 	})
+}
+
+// buildConsole builds the web console and the routes the query server mounts for it:
+// its assets (/console/), its live streams (/v1/stream/...), and the read-only
+// operations it shows (status and dead letters, from the operations API whose
+// mutations stay on the admin listener only).
+func buildConsole(db projections.Querier, log *slog.Logger, opsR map[string]http.Handler) (*console.Console, map[string]http.Handler, error) {
+	con, err := console.New(console.Config{DB: db, Log: log.With("component", "console")})
+	if err != nil {
+		return nil, nil, err
+	}
+	routes := con.Routes()
+	if h := opsR["/v1/ops/"]; h != nil {
+		for _, p := range []string{"GET /v1/ops/status", "GET /v1/ops/dead-letters"} {
+			routes[p] = h
+		}
+	}
+	return con, routes, nil
 }
 
 // newCommandPublisher is the console's command service: the retention desk's actions

@@ -42,8 +42,24 @@ func TestQueryServes(t *testing.T) {
 	if code, body := get(admin + "/v1/ops/status"); code != http.StatusOK || !json.Valid(body) || !strings.Contains(string(body), "customer360_v1") {
 		t.Errorf("operations status on the admin listener: %d %s", code, body)
 	}
-	if code, _ := get(base + "/v1/ops/status"); code != http.StatusNotFound {
-		t.Errorf("the operations API answered %d on the customer-facing port", code)
+	// The console reads status and dead letters through the query port; nothing else of
+	// the operations API is there.
+	if code, _ := get(base + "/v1/ops/status"); code != http.StatusOK {
+		t.Errorf("operations status for the console on the query port: %d", code)
+	}
+	if code, _ := get(base + "/v1/ops/customers/C-1/history"); code != http.StatusNotFound {
+		t.Errorf("the operations history answered %d on the customer-facing port", code)
+	}
+	res, err := http.Post(base+"/v1/ops/dead-letters/1/redrive", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
+		t.Errorf("a redrive was accepted on the customer-facing port: %d", res.StatusCode)
+	}
+	if code, body := get(base + "/console/"); code != http.StatusOK || !strings.Contains(string(body), "<html") {
+		t.Errorf("the console: %d", code)
 	}
 	if code, body := get(base + "/v1/loyalty/totals"); code != http.StatusOK {
 		t.Errorf("loyalty totals: %d %s", code, body)

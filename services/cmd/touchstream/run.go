@@ -172,11 +172,6 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	defer cmds.Close()
-	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
-		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, commands: cmds})
-	if err != nil {
-		return err
-	}
 	if err := redeem.Migrate(ctx, pool); err != nil {
 		return err
 	}
@@ -191,6 +186,15 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	defer closeOps()
+	con, conRoutes, err := buildConsole(pool, log.With("service", "query"), routes)
+	if err != nil {
+		return err
+	}
+	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
+		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, commands: cmds, routes: conRoutes})
+	if err != nil {
+		return err
+	}
 	var ntf *notify.Notifier
 	if f.webhooks != "" {
 		cfg, err := notifyConfig(&c, notifyFlags{webhooks: f.webhooks, initial: notify.DefaultInitialInterval, multiplier: notify.DefaultMultiplier,
@@ -255,6 +259,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	g.Go(func() error { return followServing(gctx, f.projector, projDeps, servingPoll) })
 	g.Go(func() error { return (&dedup.Pruner{Pool: pool, Horizon: f.projector.horizon, Log: log}).Run(gctx) })
 	g.Go(func() error { return qry.Run(gctx) })
+	g.Go(func() error { return con.Run(gctx) })
 	g.Go(func() error { return rdm.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
 	fwd := outbox.Forwarder{Pool: pool, JS: js, Stream: def.SignalsConfig().Name, Registry: reg, Log: log.With("service", "signals")}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"regexp"
 	"time"
 
@@ -83,6 +84,10 @@ type Config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	// Routes are further handlers mounted beside the API's own, by ServeMux pattern:
+	// the web console's assets and live streams, and the read-only operations it
+	// shows. They do not pass through the API's endpoint wrapper (metrics, viewer).
+	Routes map[string]http.Handler
 }
 
 func (c *Config) setDefaults() {

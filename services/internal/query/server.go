@@ -113,6 +113,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/service-level/summary", s.endpoint("servicelevel_summary", true, s.getServiceLevelSummary))
 	mux.Handle("GET /v1/customers/{id}/complaints", s.endpoint("complaints", true, s.getComplaints))
 	mux.Handle("GET /v1/openapi.json", s.endpoint("openapi", false, s.getOpenAPI))
+	for pattern, h := range s.cfg.Routes {
+		mux.Handle(pattern, h)
+	}
 	mux.Handle("/", s.endpoint("unmatched", false, unmatched(mux)))
 	return mux
 }
