@@ -228,6 +228,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fmt.Fprintf(tw, "touchstream is running (started in %s). Ctrl-C stops it.\n\n", time.Since(started).Round(time.Millisecond))
 	fmt.Fprintln(tw, "SERVICE\tWHERE")
 	fmt.Fprintf(tw, "gateway (CloudEvents over HTTP)\thttp://%s/v1/events\n", f.gateway)
+	fmt.Fprintf(tw, "web console\thttp://%s/console/  (customer 360, churn alerts, loyalty, service level, operations; live)\n", f.query)
 	fmt.Fprintf(tw, "query API\thttp://%s/v1/customers?tier=gold  (OpenAPI: /v1/openapi.json)\n", f.query)
 	fmt.Fprintf(tw, "redemption API\thttp://%s/v1/loyalty/members/{id}/redemptions  (OpenAPI: /v1/loyalty/openapi.json)\n", f.redeem)
 	fmt.Fprintf(tw, "admin: metrics, health, pprof\thttp://%s/metrics\n", c.AdminAddr)
