@@ -24,8 +24,8 @@ import (
 const (
 	churnTarget     = "churn_v1"
 	churnTimeline   = "timeline_v91" // beside the projector data set's timeline_v1
-	churnRows       = 1_000_000 // snapshot rows the training-time runs fit
-	churnSample     = 200_000   // events the in-memory fold (the compute limit) replays
+	churnRows       = 1_000_000      // snapshot rows the training-time runs fit
+	churnSample     = 200_000        // events the in-memory fold (the compute limit) replays
 	DefaultChurnPop = 100_000
 	// DefaultChurnDays covers January to mid-March: the January snapshots are
 	// labelled (their 7-day horizon and 30-day window end before the log does).
