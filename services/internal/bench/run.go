@@ -31,7 +31,7 @@ import (
 
 // Suites, in the order `all` runs them. query and e2e run over the projector's data
 // set (built first when the projector suite is not run).
-var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e", "churn"}
+var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e", "scale", "churn"}
 
 // Defaults of the data set sizes.
 const (
@@ -223,6 +223,8 @@ func Run(ctx context.Context, o Options, d Deps) error {
 			err = b.query(ctx)
 		case "e2e":
 			err = b.e2e(ctx)
+		case "scale":
+			err = b.scale(ctx)
 		case "churn":
 			err = b.churn(ctx)
 		}
