@@ -29,6 +29,14 @@
 //     projector's population, beside raw PostgreSQL point reads and raw key lookups.
 //   - e2e: publish → visible latency with the gateway, the projector (Runner.Run) and
 //     the query API running, beside raw JetStream publish → consumer delivery.
+//   - rebuild and loyalty: a blue/green rebuild of the data set, and the loyalty ledger
+//     with the redemption API at 200 requests/s.
+//   - scale: the data set folded by one, two and three projector instances sharing the
+//     partitions, with the batch sizes and commits that explain the difference.
+//   - churn (last: it empties the log): the simulator's population over months with
+//     daily clock ticks, folded by the timeline index and the churn projection beside
+//     the same events folded in memory, both models trained from the log, and both
+//     fitted on one million snapshot rows.
 //
 // # Method
 //
