@@ -343,6 +343,10 @@ func TestSenderRetries(t *testing.T) {
 	t.Cleanup(hs.Close)
 	cfg := simConfig(t, hs.URL, 12)
 	cfg.Customers, cfg.HistoryDays, cfg.Rate, cfg.BatchSize = 150, 2, 20_000, 80
+	// A fixed clock: which events two days of history hold (a survey among them, for
+	// the refusals) depends on the days, so the test must not depend on today's date.
+	end := time.Date(2026, 11, 23, 12, 0, 0, 0, time.FixedZone("CST", 8*3600))
+	cfg.Now = func() time.Time { return end }
 	got := run(t, cfg)
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
