@@ -2,7 +2,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-MODULES    := schemas events projections services testkit
+MODULES    := schemas events projections services testkit deploy
 PKGS       := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 DATA_DIR   ?= .data
 BIN        := bin/touchstream
