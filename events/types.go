@@ -34,6 +34,7 @@ const (
 	TypeChurnModelActivated    = "churn.model_activated"
 	TypeAlertAcknowledged      = "alert.acknowledged"
 	TypeAlertClosed            = "alert.closed"
+	TypeCustomerErased         = "customer.erased"
 )
 
 // Money is an amount in integer fen (1/100 yuan) with an ISO 4217 currency code.
@@ -446,6 +447,19 @@ type DeadLetterDiscarded struct {
 func (DeadLetterDiscarded) EventType() string { return TypeDeadLetterDiscarded }
 func (DeadLetterDiscarded) SchemaMajor() int  { return 1 }
 
+// CustomerErased: the customer's personal data was erased (crypto-shredding: the
+// customer's data key is deleted; read models drop what they kept). customer.erased
+// v1; published only by the erasure command. Its subject is the customer; it carries
+// no personal data.
+type CustomerErased struct {
+	Reason      string    `json:"reason"`   // a code: customer_request, retention, legal_order, ...
+	Operator    string    `json:"operator"` // operator account id
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+func (CustomerErased) EventType() string { return TypeCustomerErased }
+func (CustomerErased) SchemaMajor() int  { return 1 }
+
 // NewPayload returns a zero payload of the Go type for an event type and major version,
 // as a pointer ready to decode into. Older versions of an evolved type keep their Go
 // type (RechargeCompletedV1) for the door's strict decode; consumers decode with Decode,
@@ -520,6 +534,8 @@ func NewPayload(eventType string, major int) (Payload, bool) {
 		return &AlertAcknowledged{}, true
 	case TypeAlertClosed:
 		return &AlertClosed{}, true
+	case TypeCustomerErased:
+		return &CustomerErased{}, true
 	}
 	return nil, false
 }

@@ -26,6 +26,7 @@ var catalogTypes = []string{
 	"clock.ticked",
 	"complaint.opened",
 	"complaint.resolved",
+	"customer.erased",
 	"customer.registered",
 	"customer.updated",
 	"deadletter.discarded",

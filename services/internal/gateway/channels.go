@@ -113,6 +113,7 @@ var ReservedTypes = map[string]string{
 	"alert.closed":            "the console's command service",
 	"churn.model_activated":   "the retention team's operators (touchstream churn activate)",
 	"clock.ticked":            "the scheduler",
+	"customer.erased":         "the erasure command (touchstream erase)",
 }
 
 // ChannelFile is the content of deploy/channels.json.
