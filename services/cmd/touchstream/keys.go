@@ -6,7 +6,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/touchstream/touchstream/events/streams"
 
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/config"
@@ -16,7 +19,9 @@ import (
 )
 
 // runKeys serves the key service standalone: data keys from PostgreSQL, answered over
-// NATS request-reply.
+// NATS request-reply. Before answering, it re-applies the erasures recorded in the log
+// (deploy/streams.json says where the log is), so a key store restored from an older
+// backup never serves an erased key.
 func runKeys(ctx context.Context, args []string, env config.Env, stdout io.Writer) error {
 	fs := newFlags("keys", stdout)
 	var c config.Common
@@ -53,6 +58,10 @@ func runKeys(ctx context.Context, args []string, env config.Env, stdout io.Write
 		return err
 	}
 
+	def, err := streams.Load(c.DeployFile("streams.json"))
+	if err != nil {
+		return err
+	}
 	pool, err := pgsetup.Open(ctx, c.DatabaseURL, 0, false)
 	if err != nil {
 		return err
@@ -71,9 +80,14 @@ func runKeys(ctx context.Context, args []string, env config.Env, stdout io.Write
 		return err
 	}
 	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
 
 	reg := newRegistry()
-	svc, err := keystore.NewService(sc, keystore.ServiceDeps{Store: store, NC: nc, Log: log, Registry: reg})
+	svc, err := keystore.NewService(sc, keystore.ServiceDeps{Store: store, NC: nc, Log: log, Registry: reg,
+		Erasures: &keystore.ErasureLog{JS: js, Layout: def.Layout}})
 	if err != nil {
 		return err
 	}

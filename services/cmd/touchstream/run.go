@@ -128,7 +128,8 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	keySvc, err := keystore.NewService(keystore.ServiceConfig{}, keystore.ServiceDeps{Store: store, NC: nc, Log: log.With("service", "keys"), Registry: reg})
+	keySvc, err := keystore.NewService(keystore.ServiceConfig{}, keystore.ServiceDeps{Store: store, NC: nc, Log: log.With("service", "keys"), Registry: reg,
+		Erasures: &keystore.ErasureLog{JS: js, Layout: def.Layout}})
 	if err != nil {
 		return err
 	}

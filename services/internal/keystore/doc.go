@@ -53,6 +53,22 @@
 //   - CustomerKeys creates a new key with a new id: new data about the customer may be
 //     recorded; old ciphertext stays unreadable. An erased key id is never reused.
 //   - Erasing a customer without a current key is a no-op with an empty receipt.
+//   - EraseAll erases many customers in one statement, each up to a bound: only keys
+//     created at or before it go (a key created later seals data recorded after the
+//     erasure). KeyIDs lists what an erasure would delete, for dry runs.
+//
+// The erasure itself is recorded in the log (a customer.erased event, published by
+// the erasure command before it asks for the keys to go; services/internal/erase).
+// Service.Run re-applies those events before it answers anything (ServiceDeps.Erasures):
+// per stream of the layout, one ordered consumer filtered on the customer.erased
+// subjects of the partitions it holds (never a scan of the log), read to its end; every
+// key the store still holds that was created up to an erasure's requested_at is erased
+// again, and the count is logged ("erasures in the log re-applied", re_applied=N). So
+// a key store restored from a backup older than an erasure never serves the erased key.
+// While the log or the database cannot be read the service retries and serves nothing:
+// refusing to answer is safer than answering with a key that should be gone. Bounds
+// compare the database clock (created_at) with the erasure command's clock
+// (requested_at): hosts keep NTP time.
 //
 // What an erasure does not cover, by design of the system around it:
 //
@@ -70,7 +86,9 @@
 //
 // A Service answers events.KeyRequest on events.KeySubjectCustomers and
 // events.KeySubjectIDs (queue group "touchstream-keys", so instances share the load)
-// with an events.KeyReply: the keys, Erased for id requests, or Error. Guarantees:
+// with an events.KeyReply: the keys, Erased for id requests, or Error; and an
+// EraseRequest on SubjectErase with an EraseReply (EraseClient is its client). Only the
+// erasure command's NATS identity may publish on SubjectErase. Guarantees:
 //
 //   - Bounded work. Requests are served by a fixed number of workers (default: the
 //     database pool's size) from a bounded backlog. When the backlog is full a request

@@ -99,16 +99,21 @@ type ServiceDeps struct {
 	NC       *nats.Conn
 	Log      *slog.Logger          // default: discard
 	Registry prometheus.Registerer // default: a private registry
+	// Erasures is the log whose customer.erased events Run re-applies before serving
+	// (a key store restored from a backup older than an erasure). nil: none are
+	// re-applied; only for a store that has no log.
+	Erasures *ErasureLog
 }
 
 // Service answers the key service's NATS request-reply API (events.KeySubjectCustomers
 // and events.KeySubjectIDs) from a Store.
 type Service struct {
-	cfg   ServiceConfig
-	store *Store
-	nc    *nats.Conn
-	log   *slog.Logger
-	m     *metrics
+	cfg      ServiceConfig
+	store    *Store
+	nc       *nats.Conn
+	log      *slog.Logger
+	m        *metrics
+	erasures *ErasureLog
 }
 
 // NewService returns a service answering from deps.Store over deps.NC.
@@ -130,7 +135,15 @@ func NewService(cfg ServiceConfig, deps ServiceDeps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: new service: %w", err)
 	}
-	return &Service{cfg: cfg, store: deps.Store, nc: deps.NC, log: deps.Log, m: m}, nil
+	if deps.Erasures != nil && deps.Erasures.JS == nil {
+		return nil, errors.New("keystore: new service: Erasures.JS is required")
+	}
+	if deps.Erasures != nil {
+		if err := deps.Erasures.Layout.Validate(); err != nil {
+			return nil, fmt.Errorf("keystore: new service: Erasures.Layout: %w", err)
+		}
+	}
+	return &Service{cfg: cfg, store: deps.Store, nc: deps.NC, log: deps.Log, m: m, erasures: deps.Erasures}, nil
 }
 
 type job struct {
@@ -148,6 +161,9 @@ func (s *Service) Run(ctx context.Context) error {
 	defer s.nc.RemoveStatusListener(closed)
 	if s.nc.IsClosed() {
 		return errors.New("keystore: nats connection is closed")
+	}
+	if s.erasures != nil && !s.reapplyAtStart(ctx) {
+		return nil // cancelled before serving anything
 	}
 
 	jobs := make(chan job, s.cfg.Backlog)
@@ -172,7 +188,7 @@ func (s *Service) Run(ctx context.Context) error {
 		})
 	}
 	var subs []*nats.Subscription
-	for _, subject := range []string{events.KeySubjectCustomers, events.KeySubjectIDs} {
+	for _, subject := range []string{events.KeySubjectCustomers, events.KeySubjectIDs, SubjectErase} {
 		sub, err := subscribe(subject)
 		if err != nil {
 			for _, sub := range subs {
@@ -270,7 +286,15 @@ func (s *Service) serve(ctx context.Context, j job) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	reply, outcome := s.answer(ctx, j)
+	var (
+		reply   any
+		outcome string
+	)
+	if j.subject == SubjectErase {
+		reply, outcome = s.eraseJob(ctx, j)
+	} else {
+		reply, outcome = s.answer(ctx, j)
+	}
 	cancel()
 	body, err := json.Marshal(reply)
 	if err != nil { // cannot happen: the reply is strings and bytes

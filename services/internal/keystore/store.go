@@ -132,18 +132,11 @@ func (s *Store) Erase(ctx context.Context, customer string) (Receipt, error) {
 	if !events.ValidCustomerID(customer) {
 		return Receipt{}, fmt.Errorf("erase: %w: customer: not a valid customer id (1 to 64 of A-Z a-z 0-9 _ -)", ErrInvalidRequest)
 	}
-	r := Receipt{Customer: customer}
-	err := s.pool.QueryRow(ctx, `
-		WITH gone AS (
-			DELETE FROM keystore.data_keys WHERE customer_id = $1 RETURNING key_id, customer_id
-		), tomb AS (
-			INSERT INTO keystore.erased_keys (key_id, customer_id) SELECT key_id, customer_id FROM gone RETURNING key_id
-		)
-		SELECT now(), coalesce(array_agg(key_id ORDER BY key_id), '{}') FROM tomb`, customer).Scan(&r.ErasedAt, &r.KeyIDs)
+	rs, err := s.EraseAll(ctx, []Erasure{{Customer: customer}})
 	if err != nil {
 		return Receipt{}, fmt.Errorf("erase customer %s: %w", customer, err)
 	}
-	return r, nil
+	return rs[0], nil
 }
 
 // maxAttempts bounds the retries of CustomerKeys: after a deadlock or serialization
