@@ -74,4 +74,12 @@
 // never the wall clock, so that a replay gives the same result. Where a fold cannot be
 // undone incrementally (after an event.retracted), it recomputes the customer from
 // Batch.History, which reads the customer's events through the timeline index.
+//
+// # Erasure
+//
+// A projection that keeps personal data, sealed, or anything derived from it (a
+// search hash) implements Purger, and applies the same purge when it folds
+// customer.erased, so a replay or rebuild after an erasure ends without it. The erasure
+// command calls Purge on every version Versions lists (serving, kept after a switch,
+// rebuilding) and PurgeDeadLetters, in one transaction.
 package projections

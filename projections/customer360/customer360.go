@@ -15,7 +15,9 @@
 // Personal fields stay sealed in the profile; a keyed hash of the normalised phone
 // number (derived by opening the sealed phone with the customer's data key while
 // folding) makes search by phone possible without the number being stored in clear.
-// After an erasure the key is gone: a replay derives no hash and opens no field.
+// After an erasure the key is gone: a replay derives no hash and opens no field; and
+// folding customer.erased drops the sealed fields and the hash from the profile (as
+// Purge does for a version nobody folds any more), so nothing personal is left.
 package customer360
 
 import (

@@ -115,6 +115,11 @@ func (p *Profile) fold(e *events.Event, payload events.Payload, tiers valuetier.
 		// is counted as consumed (verify counts it) and changes nothing else.
 		return
 	}
+	if _, ok := payload.(*events.CustomerErased); ok {
+		// Not a touch either: the personal fields and their search hash go (purge.go).
+		p.erase()
+		return
+	}
 	if e.Time.After(p.LastEventTime) {
 		p.LastEventTime = e.Time
 	}
