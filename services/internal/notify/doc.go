@@ -78,7 +78,9 @@
 // when it was parked. Parking is the watermill Publisher the PoisonQueue middleware
 // writes to. A delivery cut short by shutdown is not parked. Parked lists rows;
 // Notifier.Redeliver posts one now (deleting it on a 2xx); Discard deletes one. The
-// touchstream notify command exposes them (parked, redeliver, discard).
+// touchstream notify command exposes them (parked, redeliver, discard). An erasure
+// deletes the customer's parked deliveries (PurgeCustomer): a signal about an erased
+// customer is not delivered later.
 //
 // # Logs and metrics
 //
