@@ -118,8 +118,11 @@ func (e Event) MarshalJSON() ([]byte, error) {
 // envelope only; Validator checks the contents.
 func (e *Event) UnmarshalJSON(b []byte) error {
 	var w wire
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
+	if !fastEnvelope(b, &w) {
+		w = wire{}
+		if err := json.Unmarshal(b, &w); err != nil {
+			return err
+		}
 	}
 	return e.fromWire(&w)
 }

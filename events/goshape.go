@@ -17,6 +17,7 @@ type goShape struct {
 	kind   shapeKind
 	bits   int                 // shapeInt, shapeUint, shapeFloat
 	fields map[string]*goShape // shapeStruct, by JSON name
+	index  map[string][]int    // shapeStruct: each field's index, by JSON name
 	elem   *goShape            // shapePointer, shapeSlice
 }
 
@@ -74,7 +75,7 @@ func shapeOf(t reflect.Type) *goShape {
 		}
 		return &goShape{kind: shapeSlice, elem: shapeOf(t.Elem())}
 	case reflect.Struct:
-		s := &goShape{kind: shapeStruct, fields: map[string]*goShape{}}
+		s := &goShape{kind: shapeStruct, fields: map[string]*goShape{}, index: map[string][]int{}}
 		for f := range t.Fields() {
 			if f.Anonymous {
 				return &goShape{} // embedded fields: encoding/json's promotion rules
@@ -99,6 +100,7 @@ func shapeOf(t reflect.Type) *goShape {
 				return &goShape{}
 			}
 			s.fields[name] = shapeOf(f.Type)
+			s.index[name] = f.Index
 		}
 		return s
 	}

@@ -61,6 +61,10 @@ func Decode(e *Event) (Payload, error) {
 		errs.addKind(ErrUnknownType, "/dataschema", fmt.Sprintf("no Go type for %s v%d", t, major))
 		return nil, fmt.Errorf("decode event %s: %w", e.ID, errs)
 	}
+	if fastUnmarshal(data, p) {
+		return p, nil
+	}
+	p, _ = NewPayload(t, major) // the fast path may have filled it partly
 	if err := strictUnmarshal(data, p); err != nil {
 		return nil, fmt.Errorf("%w: decode %s data of event %s: %w", ErrInvalid, e.Type, e.ID, err)
 	}
