@@ -94,15 +94,19 @@ const ErasedError = "error text removed: the customer's personal data was erased
 // discarded; the parked event itself is in the log, sealed. It returns the rows
 // changed per target.
 func PurgeDeadLetters(ctx context.Context, tx pgx.Tx, customer string) (map[string]int64, error) {
+	out := map[string]int64{}
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('projections.dead_letters') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("purge dead letters of %s: %w", customer, err)
+	}
+	if !exists {
+		return out, nil // never migrated: no dead letters
+	}
 	rows, err := tx.Query(ctx, `UPDATE projections.dead_letters SET error = $2
 		WHERE customer_id = $1 AND error <> $2 RETURNING target`, customer, ErasedError)
 	if err != nil {
-		if isUndefinedTable(err) {
-			return map[string]int64{}, nil
-		}
 		return nil, fmt.Errorf("purge dead letters of %s: %w", customer, err)
 	}
-	out := map[string]int64{}
 	var target string
 	_, err = pgx.ForEachRow(rows, []any{&target}, func() error { out[target]++; return nil })
 	if err != nil {
