@@ -35,6 +35,13 @@
 // key service; a field whose key was erased is null and the entry says "erased". Every
 // reveal is logged with the operator and the customer id, never the values.
 //
+// # Erasure
+//
+// Erase erases a customer's personal data through services/internal/erase (the
+// customer.erased event in the log, the data key deleted, every read-model version
+// purged) and returns its receipt. The operator must be allowed to (Operator.Erase);
+// the erasure is recorded under the operator's id.
+//
 // # HTTP
 //
 // NewHandler serves, under /v1/ops/ (see the OpenAPI document at
@@ -46,6 +53,7 @@
 //	POST /v1/ops/dead-letters/{id}/redrive
 //	POST /v1/ops/dead-letters/{id}/discard        {"reason": "..."}
 //	GET  /v1/ops/customers/{id}/history?from=&to=&type=a,b&reveal=&limit=
+//	POST /v1/ops/customers/{id}/erase            {"reason": "customer_request"}
 //
 // Errors are JSON: {"error": {"code", "message", "parameter"?}}.
 package ops

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/erase"
+	"github.com/touchstream/touchstream/services/internal/keystore"
 )
 
 // openAPI is the ops API's contract, written by hand and served as is.
@@ -72,6 +74,7 @@ func NewHandler(svc *Service, cfg HandlerConfig) http.Handler {
 	h.mux.Handle("POST /v1/ops/dead-letters/{id}/redrive", h.endpoint("redrive", h.redrive))
 	h.mux.Handle("POST /v1/ops/dead-letters/{id}/discard", h.endpoint("discard", h.discard))
 	h.mux.Handle("GET /v1/ops/customers/{id}/history", h.endpoint("history", h.history))
+	h.mux.Handle("POST /v1/ops/customers/{id}/erase", h.endpoint("erase", h.erase))
 	h.mux.Handle("GET /v1/ops/openapi.json", h.endpoint("openapi", func(*call) (any, error) { return json.RawMessage(openAPI), nil }))
 	h.mux.Handle("/", h.endpoint("unmatched", h.unmatched))
 	return h.mux
@@ -168,17 +171,18 @@ func (h *handler) fail(w http.ResponseWriter, c *call, route string, err error) 
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae):
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, ErrInvalid), errors.Is(err, erase.ErrInvalid):
 		ae = &apiError{status: http.StatusBadRequest, code: "invalid_parameter", message: err.Error()}
 	case errors.Is(err, projections.ErrDeadLetterNotFound):
 		ae = &apiError{status: http.StatusNotFound, code: "not_found", message: err.Error()}
-	case errors.Is(err, projections.ErrNotParked), errors.Is(err, projections.ErrNoCustomer):
+	case errors.Is(err, projections.ErrNotParked), errors.Is(err, projections.ErrNoCustomer), errors.Is(err, erase.ErrBusy):
 		ae = &apiError{status: http.StatusConflict, code: "conflict", message: err.Error()}
 	case errors.Is(err, projections.ErrStillFailing), errors.Is(err, projections.ErrNotRecomputable):
 		ae = &apiError{status: http.StatusUnprocessableEntity, code: "still_failing", message: err.Error()}
 	case errors.Is(err, ErrForbidden):
 		ae = &apiError{status: http.StatusForbidden, code: "forbidden", message: err.Error()}
-	case errors.Is(err, ErrUnavailable), errors.Is(err, projections.ErrIndexBehind), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, projections.ErrIndexBehind), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, keystore.ErrNoKeyService):
 		w.Header().Set("Retry-After", "1")
 		ae = &apiError{status: http.StatusServiceUnavailable, code: "unavailable", message: err.Error()}
 	case c.r.Context().Err() != nil:
@@ -417,4 +421,19 @@ func (h *handler) history(c *call) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"customer_id": q.Customer, "items": entries}, nil
+}
+
+func (h *handler) erase(c *call) (any, error) {
+	if _, err := params(c); err != nil {
+		return nil, err
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	dec := json.NewDecoder(io.LimitReader(c.r.Body, 16<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return nil, &apiError{status: http.StatusBadRequest, code: "invalid_body", message: `body: want {"reason": "customer_request"}: ` + err.Error()}
+	}
+	return h.svc.Erase(c.ctx, c.r.PathValue("id"), body.Reason, c.op)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/timeline"
+	"github.com/touchstream/touchstream/services/internal/erase"
 )
 
 // Source is the CloudEvents source of the events the ops tools publish
@@ -49,7 +50,9 @@ type Deps struct {
 	Publisher *events.Publisher
 	// Keys opens personal fields for operators allowed to see them. nil: reveal refused.
 	Keys events.KeySource
-	Log  *slog.Logger
+	// Eraser erases customers' personal data. nil: erasures refused.
+	Eraser *erase.Eraser
+	Log    *slog.Logger
 }
 
 // Operator is who asks, and what they may see.
@@ -59,6 +62,8 @@ type Operator struct {
 	ID string
 	// Reveal: the operator may see personal fields in clear.
 	Reveal bool
+	// Erase: the operator may erase a customer's personal data.
+	Erase bool
 }
 
 var operatorID = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
@@ -282,6 +287,20 @@ func (s *Service) Discard(ctx context.Context, id int64, reason string, op Opera
 // discardID is the id of a dead letter's discard event: one per (target, stream, seq).
 func discardID(p projections.Parked) string {
 	return "discard:" + p.Target + ":" + p.Stream + ":" + strconv.FormatUint(p.Seq, 10)
+}
+
+// ---- erasure ----
+
+// Erase erases a customer's personal data (erase.Eraser.Erase), recorded under the
+// operator's id. The operator must be allowed to (Operator.Erase).
+func (s *Service) Erase(ctx context.Context, customer, reason string, op Operator) (*erase.Receipt, error) {
+	if !op.Erase {
+		return nil, fmt.Errorf("%w: operator %s may not erase personal data", ErrForbidden, op.ID)
+	}
+	if s.d.Eraser == nil {
+		return nil, fmt.Errorf("%w: erase: no eraser configured", ErrUnavailable)
+	}
+	return s.d.Eraser.Erase(ctx, erase.Request{Customer: customer, Reason: reason, Operator: op.ID})
 }
 
 // ---- history ----
