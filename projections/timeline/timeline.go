@@ -108,6 +108,9 @@ func withoutPersonal(e *projections.Envelope) (json.RawMessage, error) {
 	if !e.Schema.HasPersonal() {
 		return e.Data, nil
 	}
+	if out, ok := e.Schema.AppendWithoutPersonal(nil, e.Data); ok {
+		return out, nil
+	}
 	var doc map[string]any
 	if err := json.Unmarshal(e.Data, &doc); err != nil {
 		return nil, fmt.Errorf("timeline: data: %w", err)
