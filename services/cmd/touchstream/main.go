@@ -43,6 +43,7 @@ func commands() []command {
 		{"status", "show the log's streams and every projection target: checkpoints, lag, dead letters, rebuilds", runStatus},
 		{"dlq", "dead letters: list, show, redrive (recompute the customer) or discard (recorded in the log)", runDLQ},
 		{"history", "a customer's events from the log, for audit (personal fields sealed unless --reveal)", runHistory},
+		{"erase", "erase a customer's personal data (recorded in the log, key deleted, read models purged), or sweep the retention limits", runErase},
 		{"rebuild", "build a new version of a read model from the log beside the serving one, then switch readers (or recompute customers)", runRebuild},
 		{"replay", "replay a range of the log into a new version for inspection, or recompute listed customers", runReplay},
 		{"loyalty", "the loyalty club's rule versions: list them, activate one from an effective time (an event in the log)", runLoyalty},

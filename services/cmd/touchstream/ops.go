@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/valuetier"
@@ -76,22 +78,7 @@ func connectOps(ctx context.Context, f *opsFlags, withKeys, withPublisher bool) 
 	nc, js, def, cat, log := tc.nc, tc.js, tc.def, tc.cat, tc.log
 	pool := tc.pool
 	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
-	deps := ops.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Log: log,
-		Resolve: func(target string) (projections.Projection, error) {
-			key, err := loadPhoneKey(c, f.phoneKey, false)
-			if err != nil {
-				return nil, err
-			}
-			club, err := loadLoyaltyRules(c)
-			if err != nil {
-				return nil, err
-			}
-			churnRules, err := loadChurnRules(c)
-			if err != nil {
-				return nil, err
-			}
-			return resolveTarget(target, projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: key, loyalty: club, churn: churnRules})
-		}}
+	deps := ops.Deps{Pool: pool, JS: js, Layout: def.Layout, Catalog: cat, Log: log, Resolve: f.resolver(pool, tiers, keys)}
 	if withKeys {
 		deps.Keys = keys
 	}
@@ -109,6 +96,27 @@ func connectOps(ctx context.Context, f *opsFlags, withKeys, withPublisher bool) 
 		return nil, err
 	}
 	return &opsRuntime{svc: svc, close: closeAll}, nil
+}
+
+// resolver builds the projection of any version (target), loading the rules and the
+// phone index secret it needs when called: for redrives and erasures.
+func (f *opsFlags) resolver(pool *pgxpool.Pool, tiers valuetier.Config, keys events.KeySource) func(string) (projections.Projection, error) {
+	c := &f.common
+	return func(target string) (projections.Projection, error) {
+		key, err := loadPhoneKey(c, f.phoneKey, false)
+		if err != nil {
+			return nil, err
+		}
+		club, err := loadLoyaltyRules(c)
+		if err != nil {
+			return nil, err
+		}
+		churnRules, err := loadChurnRules(c)
+		if err != nil {
+			return nil, err
+		}
+		return resolveTarget(target, projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: key, loyalty: club, churn: churnRules})
+	}
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/touchstream/touchstream/services/internal/clock"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/embedded"
+	"github.com/touchstream/touchstream/services/internal/erase"
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/keystore"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
@@ -182,7 +183,11 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	defer rdmPub.Close()
-	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log}, projDeps)
+	privacy, err := erase.LoadPrivacy(c.DeployFile("privacy.json"))
+	if err != nil {
+		return err
+	}
+	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log, privacy: privacy}, projDeps)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/config"
+	"github.com/touchstream/touchstream/services/internal/erase"
+	"github.com/touchstream/touchstream/services/internal/keystore"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
 	"github.com/touchstream/touchstream/services/internal/ops"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
@@ -54,6 +56,9 @@ type toolConn struct {
 	def  streams.Definition
 	cat  *events.Catalog
 	log  *slog.Logger
+	// privacy is deploy/privacy.json for the operations API's erasures (zero: the
+	// default key cache lifetime).
+	privacy erase.Privacy
 }
 
 // connectTool validates the common settings and connects as touchstream-<name>.
@@ -104,8 +109,19 @@ func opsRoutes(ctx context.Context, tc *toolConn, d projectorDeps) (map[string]h
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := ops.New(ops.Deps{Pool: tc.pool, JS: tc.js, Layout: tc.def.Layout, Catalog: tc.cat, Publisher: pub, Log: tc.log.With("service", "ops"),
-		Resolve: func(target string) (projections.Projection, error) { return resolveTarget(target, d) }})
+	resolve := func(target string) (projections.Projection, error) { return resolveTarget(target, d) }
+	var forget func(string)
+	if kc, ok := d.keys.(*events.KeyClient); ok {
+		forget = kc.Forget
+	}
+	er, err := erase.New(ctx, erase.Config{Privacy: tc.privacy}, erase.Deps{Pool: tc.pool, Publisher: pub, Layout: tc.def.Layout,
+		Keys: &keystore.EraseClient{NC: tc.nc}, Resolve: resolve, Forget: forget, Log: tc.log.With("service", "erase")})
+	if err != nil {
+		_ = pub.Close()
+		return nil, nil, err
+	}
+	svc, err := ops.New(ops.Deps{Pool: tc.pool, JS: tc.js, Layout: tc.def.Layout, Catalog: tc.cat, Publisher: pub, Eraser: er,
+		Log: tc.log.With("service", "ops"), Resolve: resolve})
 	if err != nil {
 		_ = pub.Close()
 		return nil, nil, err
