@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -104,7 +106,7 @@ func runErase(ctx context.Context, args []string, env config.Env, stdout io.Writ
 // projections of every version.
 func connectEraser(ctx context.Context, f *opsFlags) (*erase.Eraser, func(), error) {
 	c := &f.common
-	privacy, err := erase.LoadPrivacy(c.DeployFile("privacy.json"))
+	privacy, err := loadPrivacy(c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -130,6 +132,16 @@ func connectEraser(ctx context.Context, f *opsFlags) (*erase.Eraser, func(), err
 		return nil, nil, err
 	}
 	return er, closeAll, nil
+}
+
+// loadPrivacy reads deploy/privacy.json; a deploy directory without one gets the
+// defaults (the clients' default key cache lifetime, no retention limit).
+func loadPrivacy(c *config.Common) (erase.Privacy, error) {
+	p, err := erase.LoadPrivacy(c.DeployFile("privacy.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return erase.Privacy{KeyCacheTTL: erase.DefaultKeyCacheTTL}, nil
+	}
+	return p, err
 }
 
 func printReceipt(w io.Writer, rc *erase.Receipt, now time.Time) {

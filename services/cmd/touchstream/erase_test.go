@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -366,4 +367,32 @@ func TestSignalsCarryNoPersonalData(t *testing.T) {
 		}
 	}
 	t.Logf("%d signals (%v), %d webhook deliveries scanned", len(messages), kinds, len(bodies))
+}
+
+// TestEraseUsage: command-line mistakes are usage errors naming what is wrong, before
+// anything is connected to; --retention --dry-run lists and erases nothing.
+func TestEraseUsage(t *testing.T) {
+	c := newCLIEnv(t)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"erase"}, "exactly one customer id"},
+		{[]string{"erase", "C-1", "C-2", "--reason", "customer_request", "--operator", "dpo-01"}, "exactly one customer id"},
+		{[]string{"erase", "C-1", "--operator", "dpo-01"}, "reason:"},
+		{[]string{"erase", "C-1", "--reason", "customer_request"}, "operator:"},
+		{[]string{"erase", "C 1", "--reason", "customer_request", "--operator", "dpo-01"}, "customer:"},
+		{[]string{"erase", "C-1", "--dry-run", "--reason", "customer_request", "--operator", "dpo-01"}, "--dry-run goes with --retention"},
+		{[]string{"erase", "--retention", "C-1"}, "takes no customer"},
+	} {
+		_, err := c.run(t, tt.args...)
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v; want a usage error containing %q", tt.args, err, tt.want)
+		}
+	}
+	c.startKeys(t)
+	out, err := c.run(t, "erase", "--retention", "--dry-run")
+	if err != nil || !strings.Contains(out, "0 customers due (dry run: nothing erased)") {
+		t.Errorf("erase --retention --dry-run: %v\n%s", err, out)
+	}
 }

@@ -23,7 +23,6 @@ import (
 	"github.com/touchstream/touchstream/services/internal/clock"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/embedded"
-	"github.com/touchstream/touchstream/services/internal/erase"
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/keystore"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
@@ -183,7 +182,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	defer rdmPub.Close()
-	privacy, err := erase.LoadPrivacy(c.DeployFile("privacy.json"))
+	privacy, err := loadPrivacy(&c)
 	if err != nil {
 		return err
 	}

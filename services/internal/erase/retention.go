@@ -78,6 +78,9 @@ func (e *Eraser) Sweep(ctx context.Context, dryRun bool) (*Sweep, error) {
 // due lists up to limit customers past the cutoff, oldest termination first.
 func (e *Eraser) due(ctx context.Context, cutoff time.Time, limit int) ([]Candidate, bool, error) {
 	serving, err := projections.ServingTargets(ctx, e.d.Pool)
+	if isUndefined(err) {
+		return nil, false, nil // no projector ever ran here: nobody to sweep
+	}
 	if err != nil {
 		return nil, false, err
 	}
