@@ -16,6 +16,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/services/internal/query"
 )
 
@@ -48,9 +50,10 @@ func (b *bench) loadDataset(ctx context.Context) (*dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := b.catchUp(ctx, ds, false); err != nil {
+	if _, _, err := b.catchUp(ctx, ds, nil, ""); err != nil {
 		return nil, err
 	}
+	ds.caughtUp = true
 	if err := b.settle(ctx, ds); err != nil {
 		return nil, err
 	}
@@ -103,10 +106,20 @@ func (b *bench) projector(ctx context.Context) error {
 		return err
 	}
 
-	cu, info, err := b.catchUp(ctx, ds, true)
+	pair, pairInfo, err := b.catchUp(ctx, ds, b.pairGroup, "projector-pair")
 	if err != nil {
 		return err
 	}
+	for _, target := range []string{pairTimeline, pairCustomer360} {
+		if err := projections.DropTarget(ctx, b.e.pool, target); err != nil {
+			return err
+		}
+	}
+	cu, info, err := b.catchUp(ctx, ds, nil, "projector-catchup")
+	if err != nil {
+		return err
+	}
+	ds.caughtUp = true
 	v, err := b.verify(ctx)
 	if err != nil {
 		return err
@@ -115,15 +128,17 @@ func (b *bench) projector(ctx context.Context) error {
 		return err
 	}
 
-	t := newTable("projector: the real projector group (timeline + customer360 + dedup) catching up with Runner.CatchUp",
-		"measure", "items", "seconds", "per second", "projector ÷ this", "cpu self/machine", "target")
+	t := newTable("projector: timeline + customer360 (the measure the target is for), then the real projector group (+ dedup), catching up with Runner.CatchUp",
+		"measure", "items", "seconds", "per second", "timeline+c360 ÷ this", "cpu self/machine", "target")
 	t.note("%s", b.inputs("%s customers, %s events (each customer registered with name, phone, id number and address sealed, then activity: recharges, bills, payments, calls, usage, visits, complaints, updates, plan changes; %d B/event stored on average, %.0f MB in all)",
 		count(ds.customers), count(ds.events), ds.avgBody(), float64(ds.bodyBytes)/1e6))
 	t.note("preload: generated from the seed, prepared by events.Door (validation off: the projector validates on decode) with the real key service (%s keys created), published raw: %s s, %s events/s",
 		count(v.keys), seconds(ds.preload.elapsed), perSecond(ds.preload.rate()))
 	t.note("projector: the command's buildProjector (timeline, customer360 with the phone index through events.KeyClient, dedup), batches of %d, linger %s, one consumer fanned out to the runner's workers, one PostgreSQL transaction per batch; %s key requests; %s",
 		projectorBatch, projectorLinger, count(info.keyRequests), info.batches)
-	t.note("where the runner's time went (wall seconds per stage, summed over its workers): %s", info.stages)
+	t.note("timeline + customer360: the same two projections as buildProjector builds them, folded into scratch versions (%s, %s) dropped afterwards; %s", pairTimeline, pairCustomer360, pairInfo.batches)
+	t.note("where timeline + customer360's time went (wall seconds per stage, summed over its workers): %s", pairInfo.stages)
+	t.note("where the real group's time went: %s", info.stages)
 	t.note("PostgreSQL during the catch-up: %s", info.pg)
 	t.note("folded: %s profiles (doc %d B on average), %s timeline rows, %s index entries, %s events parked; then VACUUM (ANALYZE) and CHECKPOINT for the suites that follow: %s s",
 		count(v.profiles), v.avgDoc, count(v.timeline), count(v.dedup), count(v.parked), seconds(ds.settled))
@@ -132,10 +147,11 @@ func (b *bench) projector(ctx context.Context) error {
 		rawDocBytes, count(upsertRows), count(upsertRows))
 	t.note("%s", b.e.durability())
 	t.note("load average before: %s", load)
-	t.row("raw JetStream fetch (ordered consumer, no processing)", count(fetch.n), seconds(fetch.elapsed), perSecond(fetch.rate()), ratio(cu.rate(), fetch.rate()), fetch.cpu.String(), "")
-	t.row("raw PostgreSQL unnest upsert, profile-shaped", count(upsert.n), seconds(upsert.elapsed), perSecond(upsert.rate()), ratio(cu.rate(), upsert.rate()), upsert.cpu.String(), "")
-	t.row("raw PostgreSQL COPY, timeline-shaped", count(cp.n), seconds(cp.elapsed), perSecond(cp.rate()), ratio(cu.rate(), cp.rate()), cp.cpu.String(), "")
-	t.row("projector CatchUp, events", count(cu.n), seconds(cu.elapsed), perSecond(cu.rate()), "", cu.cpu.String(), verdict(cu.rate() >= 30_000, "≥ 30,000 events/s"))
+	t.row("raw JetStream fetch (ordered consumer, no processing)", count(fetch.n), seconds(fetch.elapsed), perSecond(fetch.rate()), ratio(pair.rate(), fetch.rate()), fetch.cpu.String(), "")
+	t.row("raw PostgreSQL unnest upsert, profile-shaped", count(upsert.n), seconds(upsert.elapsed), perSecond(upsert.rate()), ratio(pair.rate(), upsert.rate()), upsert.cpu.String(), "")
+	t.row("raw PostgreSQL COPY, timeline-shaped", count(cp.n), seconds(cp.elapsed), perSecond(cp.rate()), ratio(pair.rate(), cp.rate()), cp.cpu.String(), "")
+	t.row("projector CatchUp, timeline + customer360", count(pair.n), seconds(pair.elapsed), perSecond(pair.rate()), "", pair.cpu.String(), verdict(pair.rate() >= 30_000, "≥ 30,000 events/s"))
+	t.row("projector CatchUp, the real group (timeline + customer360 + dedup)", count(cu.n), seconds(cu.elapsed), perSecond(cu.rate()), "", cu.cpu.String(), "")
 	return t.write(b.out)
 }
 
@@ -265,8 +281,35 @@ func (b *bench) preload(ctx context.Context) (*dataset, error) {
 	return ds, nil
 }
 
-// catchUp folds the data set with the real projector group and Runner.CatchUp.
-func (b *bench) catchUp(ctx context.Context, ds *dataset, profiled bool) (measured, catchUpInfo, error) {
+// The measure of the projector: timeline and customer360 together, folded into
+// scratch versions beside the real group's.
+const (
+	pairTimeline    = "timeline_v90"
+	pairCustomer360 = "customer360_v90"
+)
+
+// pairGroup builds the timeline and customer360 alone, configured as buildProjector
+// configures them, into the scratch versions.
+func (b *bench) pairGroup(d ProjectorDeps) (*projections.Runner, error) {
+	if b.d.Customer360 == nil {
+		return nil, fmt.Errorf("projector suite: Deps.Customer360 is required")
+	}
+	c360, err := b.d.Customer360(d, pairCustomer360)
+	if err != nil {
+		return nil, err
+	}
+	return projections.NewRunner(projections.Config{Group: "bench-pair", BatchSize: projectorBatch, Linger: projectorLinger},
+		projections.Deps{Pool: d.Pool, JS: d.JS, Layout: d.Layout, Catalog: d.Catalog, Log: d.Log, Registry: d.Registry,
+			History: &projections.LogHistory{Index: &timeline.Index{Target: pairTimeline, Layout: d.Layout}, JS: d.JS,
+				Decoder: projections.NewDecoder(d.Layout, d.Catalog)}}, timeline.New(pairTimeline), c360)
+}
+
+// catchUp folds the data set with the real projector group (nil build: b.d.Projector)
+// and Runner.CatchUp; a non-empty profile names the CPU profile written meanwhile.
+func (b *bench) catchUp(ctx context.Context, ds *dataset, build func(ProjectorDeps) (*projections.Runner, error), profile string) (measured, catchUpInfo, error) {
+	if build == nil {
+		build = b.d.Projector
+	}
 	pool, err := b.e.newPool(ctx, 16)
 	if err != nil {
 		return measured{}, catchUpInfo{}, err
@@ -283,7 +326,7 @@ func (b *bench) catchUp(ctx context.Context, ds *dataset, profiled bool) (measur
 	}
 	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
 	reg := prometheus.NewRegistry()
-	runner, err := b.d.Projector(ProjectorDeps{Registry: reg, Pool: pool, NC: nc, JS: js, Layout: b.e.layout, Catalog: b.e.cat,
+	runner, err := build(ProjectorDeps{Registry: reg, Pool: pool, NC: nc, JS: js, Layout: b.e.layout, Catalog: b.e.cat,
 		Keys: keys, PhoneKey: b.e.phoneKey, Log: b.svcLog.With("service", "projector")})
 	if err != nil {
 		return measured{}, catchUpInfo{}, err
@@ -304,16 +347,12 @@ func (b *bench) catchUp(ctx context.Context, ds *dataset, profiled bool) (measur
 		return measured{}, catchUpInfo{}, err
 	}
 	var m measured
-	name := "projector-catchup"
-	if !profiled {
-		name = ""
-	}
 	run := func() error {
 		m, err = timed(ds.events, func() error { return runner.CatchUp(ctx, progress) })
 		return err
 	}
-	if name != "" {
-		err = b.profile(name, run)
+	if profile != "" {
+		err = b.profile(profile, run)
 	} else {
 		err = run()
 	}
@@ -328,7 +367,6 @@ func (b *bench) catchUp(ctx context.Context, ds *dataset, profiled bool) (measur
 	if err != nil {
 		return m, catchUpInfo{}, err
 	}
-	ds.caughtUp = true
 	b.log.Info("catch-up done", "events", ds.events, "seconds", m.elapsed.Seconds(), "events_per_s", int(m.rate()))
 	return m, catchUpInfo{keyRequests: keys.Requests(), batches: readBatches(reg).since(batchStats{}), pg: pg0.until(pg1),
 		stages: readStages(reg)}, nil
