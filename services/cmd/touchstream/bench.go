@@ -16,6 +16,7 @@ import (
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/valuetier"
+	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/bench"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/gateway"
@@ -109,8 +110,13 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 			return newCustomer360(target, projectorDeps{tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey})
 		},
 		Query: func(d bench.QueryDeps) (*query.Server, error) {
+			st, err := access.NewStaticTokens([]access.Staff{{ID: "bench", Roles: []access.Role{access.Agent},
+				Tokens: []access.Token{{ID: "bench", SHA256: access.HashToken(d.Token)}}}})
+			if err != nil {
+				return nil, err
+			}
 			return buildQuery(queryFlags{addr: "127.0.0.1:0"}, queryDeps{db: d.DB, keys: d.Keys, layout: d.Layout, tiers: tiers,
-				phoneKey: d.PhoneKey, registry: prometheus.NewRegistry(), log: d.Log})
+				phoneKey: d.PhoneKey, registry: prometheus.NewRegistry(), log: d.Log, gate: &access.Gate{Tokens: st}, audit: d.Audit})
 		},
 		Stdout: stdout,
 		Log:    log,

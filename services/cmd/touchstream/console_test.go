@@ -32,19 +32,26 @@ func consoleServer(t *testing.T, c *cliEnv, keys events.KeySource) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmds.Close() })
+	// The development staff of deploy/access.json, as `make run` serves them.
+	af := accessFlags{file: c.deployDir + "/access.json"}
+	gate, auditLog, err := af.build(t.Context(), c.pool, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Go(t, "audit log", 5*time.Second, auditLog.Run)
 	opsR, closeOps, err := opsRoutes(t.Context(), &toolConn{pool: c.pool, nc: c.nc, js: c.js, def: c.def, cat: c.cat, log: log},
-		projectorDeps{pool: c.pool, tiers: c.tiers, keys: keys, phoneKey: c.phoneKey, loyalty: c.loyalty, churn: c.churn})
+		projectorDeps{pool: c.pool, tiers: c.tiers, keys: keys, phoneKey: c.phoneKey, loyalty: c.loyalty, churn: c.churn}, gate.Authorize)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(closeOps)
-	con, conRoutes, err := buildConsole(c.pool, log, opsR)
+	con, conRoutes, err := buildConsole(c.pool, log, opsR, gate)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = con.Run(t.Context()) }()
 	srv, err := buildQuery(queryFlags{addr: "127.0.0.1:0"}, queryDeps{db: c.pool, keys: keys, layout: c.def.Layout, tiers: c.tiers,
-		phoneKey: c.phoneKey, log: log, loyalty: c.loyalty, commands: cmds, routes: conRoutes})
+		phoneKey: c.phoneKey, log: log, loyalty: c.loyalty, commands: cmds, routes: conRoutes, gate: gate, audit: auditLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +103,20 @@ func read[T any](t *testing.T, bctx context.Context, what string, a chromedp.Act
 	return v
 }
 
+// signIn signs the console in with a development token, signing out whoever was in.
+func signIn(t *testing.T, bctx context.Context, base, token, staff string) {
+	t.Helper()
+	step(t, bctx, "sign in as "+staff,
+		chromedp.Navigate(base+"/console/"),
+		chromedp.Evaluate[chromedp.Void](`sessionStorage.clear()`),
+		chromedp.Reload(),
+		chromedp.WaitVisible(css(`#token-input`)),
+		chromedp.SendKeys(css(`#token-input`), token),
+		chromedp.Click(css(`#signin-button`)),
+	)
+	read(t, bctx, "signed in as "+staff, chromedp.Poll[bool](fmt.Sprintf(`document.getElementById('whoami').textContent.startsWith(%q)`, staff+" ")))
+}
+
 // css is a CSS selector.
 func css(format string, args ...any) chromedp.CSS { return chromedp.CSS(fmt.Sprintf(format, args...)) }
 
@@ -117,10 +138,16 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-// getJSON reads an API answer; the status and body for the failure message.
+// getJSON reads an API answer as the development supervisor; the status and body
+// for the failure message.
 func getJSON(t *testing.T, u string, into any) (int, string) {
 	t.Helper()
-	res, err := http.Get(u)
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer dev-supervisor-token")
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +263,21 @@ func TestConsole(t *testing.T) {
 		return code == http.StatusOK, fmt.Sprint(code, " ", body)
 	})
 
+	t.Run("signing in", func(t *testing.T) {
+		step(t, bctx, "the console asks for a token",
+			chromedp.Navigate(base+"/console/"),
+			chromedp.WaitVisible(css(`#token-input`)),
+			chromedp.SendKeys(css(`#token-input`), "not-a-token"),
+			chromedp.Click(css(`#signin-button`)),
+		)
+		read(t, bctx, "the refusal", chromedp.Poll[bool](`document.getElementById('signin-status').textContent.includes('not accepted')`))
+		if n := read(t, bctx, "visible pages", chromedp.Evaluate[int](`[...document.querySelectorAll('#nav a')].filter(a => !a.hidden).length`)); n != 0 {
+			t.Errorf("%d pages offered before signing in", n)
+		}
+	})
+
 	t.Run("search shows the profile masked", func(t *testing.T) {
+		signIn(t, bctx, base, "dev-agent-token", "dev-agent")
 		result := css(`a[data-testid=search-result][data-customer="C-CON-1"]`)
 		step(t, bctx, "search by phone",
 			chromedp.Navigate(base+"/console/#/customer"),
@@ -297,10 +338,10 @@ func TestConsole(t *testing.T) {
 			return alertID != "", fmt.Sprint(code, " ", body)
 		})
 		row := fmt.Sprintf(`tr[data-testid=alert-row][data-alert=%q]`, alertID)
+		signIn(t, bctx, base, "dev-retention-token", "dev-retention")
 		step(t, bctx, "acknowledge in the queue",
 			chromedp.Navigate(base+"/console/#/alerts"),
 			chromedp.WaitVisible(chromedp.CSS(row+`[data-state=open]`)),
-			chromedp.SetValue(css(`#staff-id`), "ret-wang01"),
 			chromedp.Click(chromedp.CSS(row+` [data-testid=ack-button]`)),
 		)
 		status := read(t, bctx, "the acknowledgement's answer", chromedp.Poll[string](
@@ -329,8 +370,8 @@ func TestConsole(t *testing.T) {
 			return false, fmt.Sprintf("found %d (alert rows + 10 × timeline entries); churn panel: %s", n, txt)
 		})
 		by := read(t, bctx, "who acknowledged", chromedp.Text(chromedp.CSS(acked+` td:nth-child(4)`)))
-		if !strings.HasPrefix(by, "ret-wang01") {
-			t.Errorf("acknowledged by %q, want ret-wang01", by)
+		if !strings.HasPrefix(by, "dev-retention") {
+			t.Errorf("acknowledged by %q, want dev-retention (the token's staff member)", by)
 		}
 	})
 
@@ -358,6 +399,7 @@ func TestConsole(t *testing.T) {
 			code, body := getJSON(t, base+"/v1/service-level/answer-rate?"+q.Encode(), &rate)
 			return rate.Total.Offered == 4, fmt.Sprint(code, " ", body)
 		})
+		signIn(t, bctx, base, "dev-manager-token", "dev-manager")
 		step(t, bctx, "open the service level",
 			chromedp.Navigate(base+"/console/#/service-level?"+q.Encode()),
 			chromedp.WaitVisible(css(`#sl-total-rate`)),
@@ -368,16 +410,74 @@ func TestConsole(t *testing.T) {
 		}
 	})
 
+	t.Run("an agent sees neither the queue's actions nor clear phone numbers; a supervisor does", func(t *testing.T) {
+		signIn(t, bctx, base, "dev-agent-token", "dev-agent")
+		if hidden := read(t, bctx, "the queue's link", chromedp.Evaluate[bool](`document.querySelector('[data-testid=nav-alerts]').hidden`)); !hidden {
+			t.Error("the agent is offered the churn queue")
+		}
+		step(t, bctx, "the queue refused",
+			chromedp.Navigate(base+"/console/#/alerts"),
+			chromedp.WaitVisible(css(`[data-testid=page-forbidden]`)),
+		)
+		if n := read(t, bctx, "actions", chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=ack-button]').length`)); n != 0 {
+			t.Errorf("the agent sees %d acknowledge buttons", n)
+		}
+		step(t, bctx, "the agent's profile",
+			chromedp.Navigate(base+"/console/#/customer/C-CON-1"),
+			chromedp.WaitVisible(css(`[data-testid=profile-phone]`)),
+		)
+		if phone := read(t, bctx, "phone", chromedp.Text(css(`[data-testid=profile-phone]`))); phone != "138****8001" {
+			t.Errorf("the agent sees phone %q, want 138****8001", phone)
+		}
+		if n := read(t, bctx, "churn panel", chromedp.Evaluate[int](`document.querySelectorAll('#churn').length`)); n != 0 {
+			t.Error("the agent sees the churn panel")
+		}
+
+		signIn(t, bctx, base, "dev-supervisor-token", "dev-supervisor")
+		step(t, bctx, "the supervisor's queue",
+			chromedp.Navigate(base+"/console/#/alerts"),
+			chromedp.WaitVisible(css(`tr[data-testid=alert-row] [data-testid=ack-button]`)),
+		)
+		step(t, bctx, "the supervisor's profile",
+			chromedp.Navigate(base+"/console/#/customer/C-CON-1"),
+			chromedp.WaitVisible(css(`[data-testid=profile-phone]`)),
+		)
+		if phone := read(t, bctx, "phone", chromedp.Text(css(`[data-testid=profile-phone]`))); phone != "13800138001" {
+			t.Errorf("the supervisor sees phone %q, want 13800138001 in clear", phone)
+		}
+		if note := read(t, bctx, "access note", chromedp.Text(css(`#access-note`))); !strings.Contains(note, "in clear") {
+			t.Errorf("access note %q", note)
+		}
+		// Both reads are in the access audit log, masked and clear.
+		step(t, bctx, "the audit page",
+			chromedp.Navigate(base+"/console/#/audit?customer=C-CON-1"),
+			chromedp.WaitVisible(css(`[data-testid=audit-entry]`)),
+		)
+		txt := read(t, bctx, "audit entries", chromedp.Text(css(`#audit-reads`)))
+		if !strings.Contains(txt, "dev-agent") || !strings.Contains(txt, "dev-supervisor") || !strings.Contains(txt, "masked") || !strings.Contains(txt, "full") {
+			t.Errorf("audit page:\n%s", txt)
+		}
+	})
+
 	t.Run("every page loads without breaking", func(t *testing.T) {
-		for _, page := range []string{"loyalty", "ops", "alerts"} {
-			step(t, bctx, "open "+page,
-				chromedp.Navigate(base+"/console/#/"+page),
-				chromedp.WaitVisible(css(`#app[data-page=%q] .panel`, page)),
-			)
-			read(t, bctx, "panels of "+page, chromedp.Poll[bool](`[...document.querySelectorAll('.panel')].every(p => p.dataset.loaded || p.id === 'alerts')`))
-			errs := read(t, bctx, "errors of "+page, chromedp.Evaluate[string](`[...document.querySelectorAll('[data-testid=panel-error]')].map(e => e.textContent).join('\\n')`))
-			if errs != "" {
-				t.Errorf("%s: panels failed:\n%s", page, errs)
+		for _, who := range []struct {
+			token, staff string
+			pages        []string
+		}{
+			{"dev-supervisor-token", "dev-supervisor", []string{"loyalty", "alerts", "service-level", "audit"}},
+			{"dev-operator-token", "dev-operator", []string{"ops", "audit"}},
+		} {
+			signIn(t, bctx, base, who.token, who.staff)
+			for _, page := range who.pages {
+				step(t, bctx, "open "+page,
+					chromedp.Navigate(base+"/console/#/"+page),
+					chromedp.WaitVisible(css(`#app[data-page=%q] .panel`, page)),
+				)
+				read(t, bctx, "panels of "+page, chromedp.Poll[bool](`[...document.querySelectorAll('.panel')].every(p => p.dataset.loaded || p.id === 'alerts')`))
+				errs := read(t, bctx, "errors of "+page, chromedp.Evaluate[string](`[...document.querySelectorAll('[data-testid=panel-error]')].map(e => e.textContent).join('\\n')`))
+				if errs != "" {
+					t.Errorf("%s, %s: panels failed:\n%s", who.staff, page, errs)
+				}
 			}
 		}
 	})

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +20,9 @@ import (
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
 	"github.com/touchstream/touchstream/projections/valuetier"
+	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/admin"
+	"github.com/touchstream/touchstream/services/internal/audit"
 	"github.com/touchstream/touchstream/services/internal/config"
 	"github.com/touchstream/touchstream/services/internal/console"
 	"github.com/touchstream/touchstream/services/internal/natsconn"
@@ -31,15 +36,95 @@ type queryFlags struct {
 	addr     string
 	phoneKey string
 	maxConns int
+	access   accessFlags
 }
 
-func (f *queryFlags) register(fs interface {
-	IntVar(*int, string, int, string)
-	StringVar(*string, string, string, string)
-}, env config.Env) {
+func (f *queryFlags) register(fs *flag.FlagSet, env config.Env) {
 	fs.StringVar(&f.addr, "addr", config.String(env, "TOUCHSTREAM_QUERY_ADDR", query.DefaultAddr), "HTTP listen address of the query API (env TOUCHSTREAM_QUERY_ADDR)")
 	fs.StringVar(&f.phoneKey, "phone-index-key-file", config.String(env, "TOUCHSTREAM_PHONE_INDEX_KEY_FILE", ""), "file with the secret of the phone search hash, the projector's (env TOUCHSTREAM_PHONE_INDEX_KEY_FILE); default <data-dir>/secrets/phone-index.key")
 	fs.IntVar(&f.maxConns, "max-db-conns", 16, "most PostgreSQL connections")
+	f.access.register(fs, env, "")
+}
+
+// accessFlags are who may call the query API, the console's streams and the
+// operations API (services/internal/access), and the access audit log's retention.
+type accessFlags struct {
+	file          string // static tokens
+	oidc          access.OIDCConfig
+	ticketKeyFile string
+	auditKeep     time.Duration
+}
+
+// register adds the access flags; defaultFile is the static token file when neither
+// flag nor environment names one ("" for none).
+func (f *accessFlags) register(fs *flag.FlagSet, env config.Env, defaultFile string) {
+	fs.StringVar(&f.file, "access-file", config.String(env, "TOUCHSTREAM_ACCESS_FILE", defaultFile), "static staff tokens, stored as SHA-256 hashes with staff ids and roles, like deploy/access.json (env TOUCHSTREAM_ACCESS_FILE)")
+	fs.StringVar(&f.oidc.Issuer, "oidc-issuer", config.String(env, "TOUCHSTREAM_OIDC_ISSUER", ""), "identity provider whose JWT access tokens are accepted: the iss claim, exactly (env TOUCHSTREAM_OIDC_ISSUER)")
+	fs.StringVar(&f.oidc.Audience, "oidc-audience", config.String(env, "TOUCHSTREAM_OIDC_AUDIENCE", ""), "the aud claim tokens for this API carry (env TOUCHSTREAM_OIDC_AUDIENCE)")
+	fs.StringVar(&f.oidc.JWKSFile, "oidc-jwks-file", config.String(env, "TOUCHSTREAM_OIDC_JWKS_FILE", ""), "the provider's JSON Web Key Set, as a file (env TOUCHSTREAM_OIDC_JWKS_FILE)")
+	fs.StringVar(&f.oidc.JWKSURL, "oidc-jwks-url", config.String(env, "TOUCHSTREAM_OIDC_JWKS_URL", ""), "the provider's jwks_uri, read again every 10 minutes and on an unknown kid (env TOUCHSTREAM_OIDC_JWKS_URL)")
+	fs.StringVar(&f.oidc.RolesClaim, "oidc-roles-claim", config.String(env, "TOUCHSTREAM_OIDC_ROLES_CLAIM", access.DefaultRolesClaim), "claim path holding the roles, e.g. roles or realm_access.roles (env TOUCHSTREAM_OIDC_ROLES_CLAIM)")
+	fs.StringVar(&f.oidc.StaffClaim, "oidc-staff-claim", config.String(env, "TOUCHSTREAM_OIDC_STAFF_CLAIM", access.DefaultStaffClaim), "claim holding the staff id, an account id (env TOUCHSTREAM_OIDC_STAFF_CLAIM)")
+	fs.StringVar(&f.ticketKeyFile, "stream-ticket-key-file", config.String(env, "TOUCHSTREAM_STREAM_TICKET_KEY_FILE", ""), "secret signing the console's stream tickets, shared by every query instance behind one address (env TOUCHSTREAM_STREAM_TICKET_KEY_FILE); default a random key per process")
+	fs.DurationVar(&f.auditKeep, "audit-retention", config.Duration(env, "TOUCHSTREAM_AUDIT_RETENTION", audit.DefaultRetention), "how long the access audit log keeps its records (env TOUCHSTREAM_AUDIT_RETENTION)")
+}
+
+// gate builds the token sources and the stream tickets: the static file, the identity
+// provider, or both (static tokens first). At least one is required.
+func (f *accessFlags) gate(ctx context.Context, log *slog.Logger) (*access.Gate, error) {
+	var sources []access.Authenticator
+	if f.file != "" {
+		st, err := access.LoadStaticTokens(f.file)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, st)
+	}
+	if f.oidc.Issuer != "" || f.oidc.Audience != "" || f.oidc.JWKSFile != "" || f.oidc.JWKSURL != "" {
+		cfg := f.oidc
+		cfg.Log = log.With("component", "oidc")
+		o, err := access.NewOIDC(ctx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --oidc-*: %w", errUsage, err)
+		}
+		sources = append(sources, o)
+	}
+	if len(sources) == 0 {
+		return nil, fmt.Errorf("%w: no token source: give --access-file (TOUCHSTREAM_ACCESS_FILE) or --oidc-issuer, --oidc-audience and --oidc-jwks-file or --oidc-jwks-url", errUsage)
+	}
+	key := access.RandomTicketKey()
+	if f.ticketKeyFile != "" {
+		var err error
+		if key, err = secrets.Load(f.ticketKeyFile); err != nil {
+			return nil, fmt.Errorf("stream ticket key: %w", err)
+		}
+	}
+	tickets, err := access.NewTickets(key, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &access.Gate{Tokens: access.Chain(sources...), Tickets: tickets}, nil
+}
+
+// auditLog migrates and builds the access audit log (run it beside the query API).
+func (f *accessFlags) auditLog(ctx context.Context, pool *pgxpool.Pool, reg prometheus.Registerer, log *slog.Logger) (*audit.Log, error) {
+	if err := audit.Migrate(ctx, pool); err != nil {
+		return nil, err
+	}
+	return audit.New(audit.Config{Retention: f.auditKeep}, pool, reg, log.With("component", "access_audit"))
+}
+
+// build returns the gate and the access audit log of a query service.
+func (f *accessFlags) build(ctx context.Context, pool *pgxpool.Pool, reg prometheus.Registerer, log *slog.Logger) (*access.Gate, *audit.Log, error) {
+	gate, err := f.gate(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := f.auditLog(ctx, pool, reg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return gate, l, nil
 }
 
 // runQuery serves the query API (customer 360, timeline, search) and the admin
@@ -86,6 +171,10 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	defer nc.Close()
 
 	reg := newRegistry()
+	gate, auditLog, err := f.access.build(ctx, pool, reg, log)
+	if err != nil {
+		return err
+	}
 	club, err := loadLoyaltyRules(&c)
 	if err != nil {
 		return err
@@ -109,18 +198,19 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		return err
 	}
 	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log},
-		projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: phoneKey, loyalty: club, churn: churnRules})
+		projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: phoneKey, loyalty: club, churn: churnRules}, gate.Authorize)
 	if err != nil {
 		return err
 	}
 	defer closeOps()
-	con, conRoutes, err := buildConsole(pool, log, routes)
+	con, conRoutes, err := buildConsole(pool, log, routes, gate)
 	if err != nil {
 		return err
 	}
 	srv, err := buildQuery(f, queryDeps{
 		db: pool, keys: keys, layout: def.Layout,
 		tiers: tiers, phoneKey: phoneKey, registry: reg, log: log, loyalty: club, commands: cmds, routes: conRoutes,
+		gate: gate, audit: auditLog,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -131,6 +221,7 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	}
 	fmt.Fprintf(stdout, "query API listening on %s (admin and operations API %s)\n", f.addr, c.AdminAddr)
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return auditLog.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
 	g.Go(func() error { return con.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
@@ -142,6 +233,8 @@ type queryDeps struct {
 	loyalty  *ledger.RuleSet         // nil: no loyalty routes
 	commands *events.Publisher       // the console's command service; nil: the desk's POST routes answer 503
 	routes   map[string]http.Handler // mounted beside the API: the console (buildConsole)
+	gate     *access.Gate            // who may call what
+	audit    query.AuditLog          // the access audit log, running
 	db       projections.Querier
 	keys     events.KeySource
 	layout   events.Layout
@@ -151,8 +244,8 @@ type queryDeps struct {
 	log      *slog.Logger
 }
 
-// buildQuery assembles the query API over the serving versions of the read models.
-// Every viewer sees personal fields masked until roles arrive (query.MaskedForEveryone).
+// buildQuery assembles the query API over the serving versions of the read models,
+// asking the gate who calls and recording reads of personal data in the audit log.
 func buildQuery(f queryFlags, d queryDeps) (*query.Server, error) {
 	return query.New(query.Config{
 		Addr:              f.addr,
@@ -165,16 +258,17 @@ func buildQuery(f queryFlags, d queryDeps) (*query.Server, error) {
 		LoyaltyRules:      d.loyalty,
 		Routes:            d.routes,
 	}, query.Deps{
-		DB: d.db, Keys: d.keys, Viewer: query.MaskedForEveryone, Registry: d.registry, Log: d.log, Commands: d.commands,
+		DB: d.db, Keys: d.keys, Viewer: d.gate.Principal, Audit: d.audit, Tickets: d.gate.Tickets, Registry: d.registry, Log: d.log, Commands: d.commands,
 	})
 }
 
 // buildConsole builds the web console and the routes the query server mounts for it:
-// its assets (/console/), its live streams (/v1/stream/...), and the read-only
-// operations it shows (status and dead letters, from the operations API whose
-// mutations stay on the admin listener only).
-func buildConsole(db projections.Querier, log *slog.Logger, opsR map[string]http.Handler) (*console.Console, map[string]http.Handler, error) {
-	con, err := console.New(console.Config{DB: db, Log: log.With("component", "console")})
+// its assets (/console/), its live streams (/v1/stream/..., opened with a stream
+// ticket or a bearer token), and the read-only operations it shows (status and dead
+// letters, from the operations API whose mutations stay on the admin listener only;
+// the operator role only).
+func buildConsole(db projections.Querier, log *slog.Logger, opsR map[string]http.Handler, gate *access.Gate) (*console.Console, map[string]http.Handler, error) {
+	con, err := console.New(console.Config{DB: db, Authorize: gate.Stream, Log: log.With("component", "console")})
 	if err != nil {
 		return nil, nil, err
 	}

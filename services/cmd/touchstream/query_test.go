@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +15,8 @@ import (
 )
 
 // TestQueryServes starts `touchstream query` as an operator would: the query API on
-// its port, and on the admin listener the metrics and the operations API.
+// its port, and on the admin listener the metrics and the operations API, every route
+// asking for a token of deploy/access.json's development staff.
 func TestQueryServes(t *testing.T) {
 	c := newCLIEnv(t)
 	c.foldAll(t) // the read models' tables exist
@@ -24,14 +26,22 @@ func TestQueryServes(t *testing.T) {
 	var out bytes.Buffer
 	go func() {
 		done <- dispatch(ctx, []string{"query", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
-			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", adminPort)}, c.env, &out)
+			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", adminPort), "--access-file", c.deployDir + "/access.json"}, c.env, &out)
 	}()
 	base, admin := fmt.Sprintf("http://127.0.0.1:%d", port), fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	testkit.WaitHTTP(t, base+"/v1/openapi.json")
 	testkit.WaitHTTP(t, admin+"/metrics")
-	get := func(url string) (int, []byte) {
+	do := func(method, url, token string) (int, []byte) {
 		t.Helper()
-		res, err := http.Get(url)
+		req, err := http.NewRequest(method, url, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,30 +49,53 @@ func TestQueryServes(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, b
 	}
-	if code, body := get(admin + "/v1/ops/status"); code != http.StatusOK || !json.Valid(body) || !strings.Contains(string(body), "customer360_v1") {
+	get := func(url, token string) (int, []byte) { t.Helper(); return do(http.MethodGet, url, token) }
+	const operator = "dev-operator-token"
+	if code, body := get(admin+"/v1/ops/status", operator); code != http.StatusOK || !json.Valid(body) || !strings.Contains(string(body), "customer360_v1") {
 		t.Errorf("operations status on the admin listener: %d %s", code, body)
 	}
-	// The console reads status and dead letters through the query port; nothing else of
-	// the operations API is there.
-	if code, _ := get(base + "/v1/ops/status"); code != http.StatusOK {
-		t.Errorf("operations status for the console on the query port: %d", code)
+	// The operations API takes the operator's token; metrics and health stay open.
+	for _, tc := range []struct {
+		method, url, token string
+		want               int
+	}{
+		{"GET", admin + "/v1/ops/status", "", http.StatusUnauthorized},
+		{"GET", admin + "/v1/ops/status", "dev-supervisor-token", http.StatusForbidden},
+		{"GET", admin + "/v1/ops/dead-letters", "dev-agent-token", http.StatusForbidden},
+		{"GET", admin + "/v1/ops/dead-letters", operator, http.StatusOK},
+		{"GET", admin + "/v1/ops/dead-letters/1", operator, http.StatusNotFound},
+		{"POST", admin + "/v1/ops/dead-letters/1/redrive", "dev-manager-token", http.StatusForbidden},
+		{"POST", admin + "/v1/ops/dead-letters/1/redrive", operator, http.StatusNotFound},
+		{"GET", admin + "/v1/ops/customers/C-1/history", "dev-retention-token", http.StatusForbidden},
+		{"GET", admin + "/v1/ops/customers/C-1/history", operator, http.StatusOK},
+		{"GET", admin + "/v1/ops/openapi.json", "", http.StatusOK},
+		{"GET", admin + "/metrics", "", http.StatusOK},
+		{"GET", admin + "/healthz", "", http.StatusOK},
+		{"GET", admin + "/readyz", "", http.StatusOK},
+		// The console reads status and dead letters through the query port, as an operator.
+		{"GET", base + "/v1/ops/status", operator, http.StatusOK},
+		{"GET", base + "/v1/ops/status", "dev-agent-token", http.StatusForbidden},
+		{"GET", base + "/v1/ops/status", "", http.StatusUnauthorized},
+		// The query API: a token's roles decide.
+		{"GET", base + "/v1/loyalty/totals", "dev-manager-token", http.StatusOK},
+		{"GET", base + "/v1/loyalty/totals", "dev-agent-token", http.StatusForbidden},
+		{"GET", base + "/v1/loyalty/totals", "", http.StatusUnauthorized},
+		{"GET", base + "/v1/audit/access", operator, http.StatusOK},
+		{"GET", base + "/v1/session", "dev-agent-token", http.StatusOK},
+	} {
+		if code, body := do(tc.method, tc.url, tc.token); code != tc.want {
+			t.Errorf("%s %s with %q: %d, want %d: %s", tc.method, tc.url, tc.token, code, tc.want, body)
+		}
 	}
-	if code, _ := get(base + "/v1/ops/customers/C-1/history"); code != http.StatusNotFound {
+	// Nothing else of the operations API is on the customer-facing port.
+	if code, _ := get(base+"/v1/ops/customers/C-1/history", operator); code != http.StatusNotFound {
 		t.Errorf("the operations history answered %d on the customer-facing port", code)
 	}
-	res, err := http.Post(base+"/v1/ops/dead-letters/1/redrive", "application/json", strings.NewReader("{}"))
-	if err != nil {
-		t.Fatal(err)
+	if code, _ := do(http.MethodPost, base+"/v1/ops/dead-letters/1/redrive", operator); code == http.StatusOK || code == http.StatusAccepted {
+		t.Errorf("a redrive was accepted on the customer-facing port: %d", code)
 	}
-	res.Body.Close()
-	if res.StatusCode == http.StatusOK || res.StatusCode == http.StatusAccepted {
-		t.Errorf("a redrive was accepted on the customer-facing port: %d", res.StatusCode)
-	}
-	if code, body := get(base + "/console/"); code != http.StatusOK || !strings.Contains(string(body), "<html") {
+	if code, body := get(base+"/console/", ""); code != http.StatusOK || !strings.Contains(string(body), "<html") {
 		t.Errorf("the console: %d", code)
-	}
-	if code, body := get(base + "/v1/loyalty/totals"); code != http.StatusOK {
-		t.Errorf("loyalty totals: %d %s", code, body)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -70,5 +103,19 @@ func TestQueryServes(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "query API listening") {
 		t.Errorf("printed %q", out.String())
+	}
+}
+
+// TestQueryNeedsATokenSource: without a static token file or an identity provider the
+// query API refuses to start, naming the flags.
+func TestQueryNeedsATokenSource(t *testing.T) {
+	c := newCLIEnv(t)
+	_, err := c.run(t, "query", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "--access-file") || !strings.Contains(err.Error(), "--oidc-issuer") {
+		t.Errorf("got %v", err)
+	}
+	_, err = c.run(t, "query", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--oidc-issuer", "https://idp.example.test")
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "Audience") {
+		t.Errorf("an incomplete identity provider: %v", err)
 	}
 }

@@ -42,6 +42,7 @@ type runFlags struct {
 	simulator simulatorFlags
 	projector projectorFlags
 	webhooks  string // a webhooks file: the notifier runs too
+	access    accessFlags
 }
 
 // runAll starts every service in one process on an embedded default: an embedded
@@ -62,8 +63,12 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fs.StringVar(&f.webhooks, "webhooks", config.String(env, "TOUCHSTREAM_WEBHOOKS_FILE", ""), "deliver signals to the webhooks of this file too (env TOUCHSTREAM_WEBHOOKS_FILE; their secrets from the environment); default: no notifier")
 	f.simulator.register(fs)
 	f.projector.register(fs, env)
+	f.access.register(fs, env, "")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if f.access.file == "" {
+		f.access.file = c.DeployFile("access.json") // the development staff tokens
 	}
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
@@ -108,6 +113,10 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	}
 	defer pool.Close()
 	reg := newRegistry()
+	gate, auditLog, err := f.access.build(ctx, pool, reg, log)
+	if err != nil {
+		return err
+	}
 	cat, err := events.DefaultCatalog()
 	if err != nil {
 		return err
@@ -186,17 +195,18 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log, privacy: privacy}, projDeps)
+	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log, privacy: privacy}, projDeps, gate.Authorize)
 	if err != nil {
 		return err
 	}
 	defer closeOps()
-	con, conRoutes, err := buildConsole(pool, log.With("service", "query"), routes)
+	con, conRoutes, err := buildConsole(pool, log.With("service", "query"), routes, gate)
 	if err != nil {
 		return err
 	}
 	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
-		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, commands: cmds, routes: conRoutes})
+		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, commands: cmds, routes: conRoutes,
+		gate: gate, audit: auditLog})
 	if err != nil {
 		return err
 	}
@@ -234,10 +244,13 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	fmt.Fprintln(tw, "SERVICE\tWHERE")
 	fmt.Fprintf(tw, "gateway (CloudEvents over HTTP)\thttp://%s/v1/events\n", f.gateway)
 	fmt.Fprintf(tw, "web console\thttp://%s/console/  (customer 360, churn alerts, loyalty, service level, operations; live)\n", f.query)
-	fmt.Fprintf(tw, "query API\thttp://%s/v1/customers?tier=gold  (OpenAPI: /v1/openapi.json)\n", f.query)
+	fmt.Fprintf(tw, "  sign in with\ta development token of %s: dev-supervisor-token (sees everything in clear),\n", f.access.file)
+	fmt.Fprintf(tw, "\tdev-agent-token, dev-retention-token, dev-manager-token, dev-operator-token\n")
+	fmt.Fprintf(tw, "query API\thttp://%s/v1/customers?tier=gold  (OpenAPI: /v1/openapi.json; -H 'Authorization: Bearer dev-agent-token')\n", f.query)
+	fmt.Fprintf(tw, "access audit log\thttp://%s/v1/audit/access  (who read whose personal data; dev-supervisor-token or dev-operator-token)\n", f.query)
 	fmt.Fprintf(tw, "redemption API\thttp://%s/v1/loyalty/members/{id}/redemptions  (OpenAPI: /v1/loyalty/openapi.json)\n", f.redeem)
 	fmt.Fprintf(tw, "admin: metrics, health, pprof\thttp://%s/metrics\n", c.AdminAddr)
-	fmt.Fprintf(tw, "operations API\thttp://%s/v1/ops/status  (dead letters, history; OpenAPI: /v1/ops/openapi.json)\n", c.AdminAddr)
+	fmt.Fprintf(tw, "operations API\thttp://%s/v1/ops/status  (dead letters, history; OpenAPI: /v1/ops/openapi.json; dev-operator-token)\n", c.AdminAddr)
 	fmt.Fprintf(tw, "NATS (JetStream)\t%s  (store %s)\n", c.NATSURL, filepath.Join(c.DataDir, "nats"))
 	fmt.Fprintf(tw, "PostgreSQL\t%s\n", redactURL(c.DatabaseURL))
 	fmt.Fprintf(tw, "key service\tNATS %s\n", events.KeySubjectCustomers)
@@ -264,6 +277,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error { return followServing(gctx, f.projector, projDeps, servingPoll) })
 	g.Go(func() error { return (&dedup.Pruner{Pool: pool, Horizon: f.projector.horizon, Log: log}).Run(gctx) })
+	g.Go(func() error { return auditLog.Run(gctx) })
 	g.Go(func() error { return qry.Run(gctx) })
 	g.Go(func() error { return con.Run(gctx) })
 	g.Go(func() error { return rdm.Run(gctx) })

@@ -103,8 +103,9 @@ func (t *toolConn) close() {
 // opsRoutes builds the operations API (status, dead letters, history) for an admin
 // listener: it is for operators, so it is served there, not beside the
 // customer-facing APIs (ADR 16). d builds the projections a dead letter is redriven
-// into. The returned func closes its publisher (discards are events).
-func opsRoutes(ctx context.Context, tc *toolConn, d projectorDeps) (map[string]http.Handler, func(), error) {
+// into; authorize asks who calls (the operator role). The returned func closes its
+// publisher (discards are events).
+func opsRoutes(ctx context.Context, tc *toolConn, d projectorDeps, authorize ops.Authorizer) (map[string]http.Handler, func(), error) {
 	pub, err := events.NewPublisher(ctx, tc.nc, events.WithLayout(tc.def.Layout), events.WithSource(ops.Source), events.WithCatalog(tc.cat))
 	if err != nil {
 		return nil, nil, err
@@ -126,5 +127,5 @@ func opsRoutes(ctx context.Context, tc *toolConn, d projectorDeps) (map[string]h
 		_ = pub.Close()
 		return nil, nil, err
 	}
-	return map[string]http.Handler{"/v1/ops/": ops.NewHandler(svc, ops.HandlerConfig{})}, func() { _ = pub.Close() }, nil
+	return map[string]http.Handler{"/v1/ops/": ops.NewHandler(svc, ops.HandlerConfig{Authorize: authorize})}, func() { _ = pub.Close() }, nil
 }

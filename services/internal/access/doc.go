@@ -21,7 +21,8 @@
 //	servicelevel_breaches, servicelevel_summary
 //	audit_access                                                            x          x
 //	ops_status, ops_dead_letters, ops_dead_letter,                          x
-//	ops_redrive, ops_discard, ops_history
+//	ops_redrive, ops_discard, ops_history,
+//	ops_erase
 //	session, stream_ticket                          x       x       x       x          x
 //	personal_clear (a capability, not a route)                                         x
 //

@@ -84,6 +84,7 @@ var matrix = map[string][]Role{
 	"ops_redrive":      {Operator},
 	"ops_discard":      {Operator},
 	"ops_history":      {Operator},
+	"ops_erase":        {Operator},
 	// Capabilities.
 	PersonalClear: {Supervisor},
 }

@@ -55,9 +55,14 @@ func decodeCursor(s string) (int64, error) {
 	return id, nil
 }
 
+// Querier reads the log (a pgx pool).
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // List returns a page of records matching f, newest first, and the cursor of the next
 // page ("" on the last).
-func List(ctx context.Context, db DB, f Filter) ([]Entry, string, error) {
+func List(ctx context.Context, db Querier, f Filter) ([]Entry, string, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}

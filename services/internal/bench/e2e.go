@@ -76,7 +76,7 @@ func (b *bench) e2e(ctx context.Context) error {
 		stopGateway()
 		return err
 	}
-	api, stopQuery, err := b.startQuery(ctx)
+	api, apiToken, stopQuery, err := b.startQuery(ctx)
 	if err != nil {
 		stopProjector()
 		stopGateway()
@@ -91,7 +91,7 @@ func (b *bench) e2e(ctx context.Context) error {
 	}
 
 	// Warm up until the projector has caught up and folds live events.
-	if err := b.waitLive(ctx, client, gwURL, api, keys, gen); err != nil {
+	if err := b.waitLive(ctx, client, gwURL, api, apiToken, keys, gen); err != nil {
 		stopAll()
 		return err
 	}
@@ -165,7 +165,7 @@ func (b *bench) e2e(ctx context.Context) error {
 				visible.fail()
 				continue
 			}
-			n, err := pollVisible(ctx, client, api, batch[j].Subject, seqs[j], due)
+			n, err := pollVisible(ctx, client, api, apiToken, batch[j].Subject, seqs[j], due)
 			polls.Add(int64(n))
 			if err != nil {
 				visible.fail()
@@ -391,7 +391,7 @@ func (b *bench) startProjector(ctx context.Context) (func(), *prometheus.Registr
 
 // waitLive sends single events until one is visible within a second of its
 // acknowledgement: the projector holds its leases and folds live.
-func (b *bench) waitLive(ctx context.Context, client *http.Client, gwURL, api string, keys map[string]string, gen *live) error {
+func (b *bench) waitLive(ctx context.Context, client *http.Client, gwURL, api, token string, keys map[string]string, gen *live) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
 		e := gen.next(time.Now())
@@ -407,7 +407,7 @@ func (b *bench) waitLive(ctx context.Context, client *http.Client, gwURL, api st
 			return fmt.Errorf("warm-up: event not stored: %+v", r)
 		}
 		sent := time.Now()
-		if _, err := pollVisible(ctx, client, api, e.Subject, r.Results[0].Seq, sent); err != nil {
+		if _, err := pollVisible(ctx, client, api, token, e.Subject, r.Results[0].Seq, sent); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 		if time.Since(sent) < time.Second {
@@ -420,7 +420,7 @@ func (b *bench) waitLive(ctx context.Context, client *http.Client, gwURL, api st
 
 // pollVisible GETs the customer's profile every e2ePoll until its seq reaches seq, and
 // returns how many GETs it took.
-func pollVisible(ctx context.Context, client *http.Client, api, customer string, seq uint64, since time.Time) (int, error) {
+func pollVisible(ctx context.Context, client *http.Client, api, token, customer string, seq uint64, since time.Time) (int, error) {
 	var body struct {
 		Profile struct {
 			Seq uint64 `json:"seq"`
@@ -428,7 +428,7 @@ func pollVisible(ctx context.Context, client *http.Client, api, customer string,
 	}
 	wait := e2ePoll
 	for n := 1; ; n++ {
-		status, raw, err := getJSON(ctx, client, api+"/v1/customers/"+customer)
+		status, raw, err := getJSON(ctx, client, api+"/v1/customers/"+customer, token)
 		if err != nil {
 			return n, err
 		}

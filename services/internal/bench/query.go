@@ -8,11 +8,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/services/internal/audit"
 	"github.com/touchstream/touchstream/services/internal/query"
 )
 
@@ -30,7 +32,7 @@ func (b *bench) query(ctx context.Context) error {
 		return err
 	}
 	load := loadAverage()
-	api, stop, err := b.startQuery(ctx)
+	api, token, stop, err := b.startQuery(ctx)
 	if err != nil {
 		return err
 	}
@@ -44,7 +46,7 @@ func (b *bench) query(ctx context.Context) error {
 			ids[i] = customerID(rng.IntN(ds.customers))
 		}
 		return func(i int, _ time.Time) error {
-			status, _, err := getJSON(ctx, client, api+"/v1/customers/"+ids[i])
+			status, _, err := getJSON(ctx, client, api+"/v1/customers/"+ids[i], token)
 			if err == nil && status != http.StatusOK {
 				err = fmt.Errorf("status %d", status)
 			}
@@ -111,7 +113,7 @@ func (b *bench) query(ctx context.Context) error {
 		"measure", "requests", "achieved/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "p99 ÷ raw PG p99", "cpu self/machine", "target")
 	t.note("%s", b.inputs("random customers (uniform) of the projector's population: %s customers with profiles folded from %s events; %d requests/s scheduled, latency measured from the scheduled time (includes any client delay)",
 		count(ds.customers), count(ds.events), queryRate))
-	t.note("query API: the command's buildQuery (query.New) served on a 127.0.0.1 listener, %d s after %d s of warm-up; each read: partition freshness + profile row in PostgreSQL (pool of 16), data keys by id from the key service (KeyClient cache 1m, cold for most of 1M customers), personal fields opened and masked, ETag",
+	t.note("query API: the command's buildQuery (query.New) served on a 127.0.0.1 listener, %d s after %d s of warm-up; each read: partition freshness + profile row in PostgreSQL (pool of 16), data keys by id from the key service (KeyClient cache 1m, cold for most of 1M customers), personal fields opened and masked, the read recorded in the access audit log (group commit, synchronous) before the answer, ETag",
 		int(queryDuration.Seconds()), int(queryWarmUp.Seconds()))
 	t.note("PostgreSQL during the API run (warm-up included): %s", pg0.until(pg1))
 	t.note("the database was settled after the catch-up (VACUUM (ANALYZE), CHECKPOINT: %s s)", seconds(ds.settled))
@@ -166,31 +168,46 @@ func measureOpenLoop(ctx context.Context, rate float64, warmUp, d time.Duration,
 	return openLoopRun{lat: s, achieved: float64(s.n) / c1.at.Sub(start).Seconds(), cpu: c0.until(c1)}
 }
 
-// startQuery serves the real query API on a loopback listener.
-func (b *bench) startQuery(ctx context.Context) (string, func(), error) {
+// startQuery serves the real query API on a loopback listener, with its access
+// audit log, and returns its URL and a bearer token (role agent) it accepts.
+func (b *bench) startQuery(ctx context.Context) (string, string, func(), error) {
 	pool, err := b.e.newPool(ctx, 16)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	nc, err := b.e.connect("touchstream-bench-query")
 	if err != nil {
 		pool.Close()
-		return "", nil, err
+		return "", "", nil, err
 	}
-	srv, err := b.d.Query(QueryDeps{DB: pool, Keys: events.NewKeyClient(nc, events.KeyClientConfig{}), Layout: b.e.layout,
-		PhoneKey: b.e.phoneKey, Log: b.svcLog.With("service", "query")})
+	if err := audit.Migrate(ctx, pool); err != nil {
+		nc.Close()
+		pool.Close()
+		return "", "", nil, err
+	}
+	alog, err := audit.New(audit.Config{}, pool, nil, b.svcLog.With("component", "access_audit"))
 	if err != nil {
 		nc.Close()
 		pool.Close()
-		return "", nil, err
+		return "", "", nil, err
+	}
+	actx, stopAudit := context.WithCancel(context.Background())
+	audited := make(chan struct{})
+	go func() { defer close(audited); _ = alog.Run(actx) }()
+	token := "bench-" + strconv.FormatUint(rand.Uint64(), 36)
+	srv, err := b.d.Query(QueryDeps{DB: pool, Keys: events.NewKeyClient(nc, events.KeyClientConfig{}), Layout: b.e.layout,
+		PhoneKey: b.e.phoneKey, Log: b.svcLog.With("service", "query"), Token: token, Audit: alog})
+	release := func() { stopAudit(); <-audited; nc.Close(); pool.Close() }
+	if err != nil {
+		release()
+		return "", "", nil, err
 	}
 	url, stop, err := serve(srv.Handler())
 	if err != nil {
-		nc.Close()
-		pool.Close()
-		return "", nil, err
+		release()
+		return "", "", nil, err
 	}
-	return url, func() { stop(); nc.Close(); pool.Close() }, nil
+	return url, token, func() { stop(); release() }, nil
 }
 
 // serve serves h on a fresh loopback listener.
@@ -216,12 +233,13 @@ func newClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512}}
 }
 
-// getJSON GETs url and returns the status and the body.
-func getJSON(ctx context.Context, client *http.Client, url string) (int, []byte, error) {
+// getJSON GETs url with a bearer token and returns the status and the body.
+func getJSON(ctx context.Context, client *http.Client, url, token string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -133,6 +133,11 @@ type QueryDeps struct {
 	Layout   events.Layout
 	PhoneKey []byte
 	Log      *slog.Logger
+	// Token is the bench's bearer token: the server must accept it as a staff member
+	// with the agent role (personal fields masked, as the call center reads them).
+	Token string
+	// Audit is the access audit log the server records reads in, running.
+	Audit query.AuditLog
 }
 
 // Deps are the bench's collaborators. Projector and Query build the real services as

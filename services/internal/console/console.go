@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/access"
 )
 
 // Defaults of Config; a zero field takes its default.
@@ -48,10 +49,12 @@ type Config struct {
 	// AlertLookback is how far before the newest raise seen an alert's raise time
 	// may be and still be streamed (default 24h).
 	AlertLookback time.Duration
-	// Authenticate, when set, decides whether a stream request may be served, as the
-	// query API's viewer function does for its routes: an error answers 401. nil:
-	// every request (streams show only what a masked viewer sees).
-	Authenticate func(*http.Request) error
+	// Authorize decides whether a stream may be opened (access.Gate.Stream: a stream
+	// ticket or a bearer token, then the role matrix under the stream's route name,
+	// stream_customer or stream_alerts). An error matching access.ErrUnauthenticated
+	// answers 401, one matching access.ErrForbidden 403. The stream ends when the
+	// principal's token expires. Required.
+	Authorize func(r *http.Request, route string) (access.Principal, error)
 	// Log is the logger; nil discards.
 	Log *slog.Logger
 }
@@ -90,6 +93,9 @@ func (c Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.DB == nil {
 		add("console: DB: required")
+	}
+	if c.Authorize == nil {
+		add("console: Authorize: required (streams ask who opens them)")
 	}
 	if !targetName.MatchString(c.TimelineTarget) {
 		add("console: TimelineTarget %q: must be a PostgreSQL schema name such as %s", c.TimelineTarget, DefaultTimelineTarget)

@@ -10,21 +10,57 @@ import (
 	"testing"
 	"time"
 
+	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/console"
 	"github.com/touchstream/touchstream/testkit"
 )
 
+// gate is a real gate over two staff members: an agent and the retention desk.
+func gate(t *testing.T) *access.Gate {
+	t.Helper()
+	st, err := access.NewStaticTokens([]access.Staff{
+		{ID: "agent-1", Roles: []access.Role{access.Agent}, Tokens: []access.Token{{ID: "1", SHA256: access.HashToken("agent-token")}}},
+		{ID: "ret-1", Roles: []access.Role{access.Retention}, Tokens: []access.Token{{ID: "1", SHA256: access.HashToken("ret-token")}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tickets, err := access.NewTickets(access.RandomTicketKey(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &access.Gate{Tokens: st, Tickets: tickets}
+}
+
+// get requests url, with a bearer token unless token is "".
+func get(t *testing.T, url, token string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
 func TestValidate(t *testing.T) {
 	pool, _ := testkit.Pool(t)
+	auth := gate(t).Stream
 	for _, tc := range []struct {
 		name string
 		cfg  console.Config
 		want []string // substrings of the error; none: valid
 	}{
-		{"defaults", console.Config{DB: pool}, nil},
-		{"no database", console.Config{}, []string{"DB: required"}},
-		{"bad targets", console.Config{DB: pool, TimelineTarget: "Timeline;", ChurnTarget: "x-y"}, []string{"TimelineTarget", "ChurnTarget"}},
-		{"bounds", console.Config{DB: pool, PollInterval: time.Millisecond, Heartbeat: time.Millisecond, Window: 501, AlertLookback: -time.Hour},
+		{"defaults", console.Config{DB: pool, Authorize: auth}, nil},
+		{"no database, nobody to ask", console.Config{}, []string{"DB: required", "Authorize: required"}},
+		{"bad targets", console.Config{DB: pool, Authorize: auth, TimelineTarget: "Timeline;", ChurnTarget: "x-y"}, []string{"TimelineTarget", "ChurnTarget"}},
+		{"bounds", console.Config{DB: pool, Authorize: auth, PollInterval: time.Millisecond, Heartbeat: time.Millisecond, Window: 501, AlertLookback: -time.Hour},
 			[]string{"PollInterval", "Heartbeat", "Window", "AlertLookback"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +98,7 @@ func serve(t *testing.T, c *console.Console) string {
 // content security policy; nothing outside assets/ is.
 func TestAssets(t *testing.T) {
 	pool, _ := testkit.Pool(t)
-	c, err := console.New(console.Config{DB: pool})
+	c, err := console.New(console.Config{DB: pool, Authorize: gate(t).Stream})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +144,8 @@ func TestAssets(t *testing.T) {
 // end of the stream), and ends when the console stops.
 func TestStreamLifecycle(t *testing.T) {
 	pool, _ := testkit.Pool(t)
-	c, err := console.New(console.Config{DB: pool, PollInterval: 20 * time.Millisecond, Heartbeat: time.Second})
+	g := gate(t)
+	c, err := console.New(console.Config{DB: pool, Authorize: g.Stream, PollInterval: 20 * time.Millisecond, Heartbeat: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,20 +155,46 @@ func TestStreamLifecycle(t *testing.T) {
 	go func() { ran <- c.Run(ctx) }()
 	base := serve(t, c)
 
-	res, err := http.Get(base + "/v1/stream/customers/bad%20id")
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := get(t, base+"/v1/stream/customers/bad%20id", "ret-token")
 	res.Body.Close()
 	if res.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad id: %d, want 400", res.StatusCode)
 	}
-
-	for _, path := range []string{"/v1/stream/customers/C-1", "/v1/stream/alerts"} {
-		res, err := http.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
+	for _, tc := range []struct {
+		name, path, token string
+		status            int
+	}{
+		{"no token", "/v1/stream/alerts", "", http.StatusUnauthorized},
+		{"an unknown token", "/v1/stream/customers/C-1", "guess", http.StatusUnauthorized},
+		{"an agent on the alerts", "/v1/stream/alerts", "agent-token", http.StatusForbidden},
+		{"a forged ticket", "/v1/stream/alerts?ticket=tkt1.e30.AAAA", "", http.StatusUnauthorized},
+	} {
+		res := get(t, base+tc.path, tc.token)
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != tc.status || !strings.Contains(string(b), `"error"`) || res.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: %d %s", tc.name, res.StatusCode, b)
 		}
+	}
+	t.Run("a stream ends when its token expires", func(t *testing.T) {
+		tk, _ := g.Tickets.Issue(access.Principal{StaffID: "ret-1", Roles: []access.Role{access.Retention}, Expires: time.Now().Add(1500 * time.Millisecond)})
+		res := get(t, base+"/v1/stream/alerts?ticket="+tk, "")
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%d", res.StatusCode)
+		}
+		done := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, res.Body); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the stream outlived its token")
+		}
+	})
+
+	agentTicket, _ := g.Tickets.Issue(access.Principal{StaffID: "agent-1", Roles: []access.Role{access.Agent}})
+	for _, path := range []string{"/v1/stream/customers/C-1?ticket=" + agentTicket, "/v1/stream/alerts"} {
+		res := get(t, base+path, "ret-token")
 		defer res.Body.Close()
 		if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
 			t.Fatalf("%s: %d %s", path, res.StatusCode, ct)
@@ -143,7 +206,7 @@ func TestStreamLifecycle(t *testing.T) {
 				t.Fatalf("%s: line %d %q, want %q (%v)", path, i, lines.Text(), w, lines.Err())
 			}
 		}
-		if path == "/v1/stream/alerts" {
+		if strings.HasPrefix(path, "/v1/stream/alerts") {
 			stop()
 			if err := <-ran; err != nil {
 				t.Errorf("Run: %v", err)

@@ -17,6 +17,8 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections/churn"
 	"github.com/touchstream/touchstream/projections/timeline"
+	"github.com/touchstream/touchstream/services/internal/access"
+	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
 // sse writes one server-sent event stream.
@@ -70,18 +72,38 @@ type outgoing struct {
 	data []byte
 }
 
-// serveStream runs a stream until the client goes away: poll at each tick, send what
-// it found, a heartbeat when quiet.
-func (c *Console) serveStream(w http.ResponseWriter, r *http.Request, event, stream string, poll poller, logAttrs ...any) {
-	if c.cfg.Authenticate != nil {
-		if err := c.cfg.Authenticate(r); err != nil {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			http.Error(w, `{"error":{"code":"unauthenticated","message":"the request does not say who it comes from, or says it wrongly"}}`, http.StatusUnauthorized)
-			return
-		}
+// refuse answers a stream request that may not be served, as the query API answers:
+// a JSON error, with WWW-Authenticate for 401 and 403.
+func refuse(w http.ResponseWriter, status int, code, message string) {
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": message}})
+	httpserve.WriteError(w, status, body)
+}
+
+// serveStream runs a stream until the client goes away or its token expires: poll at
+// each tick, send what it found, a heartbeat when quiet.
+func (c *Console) serveStream(w http.ResponseWriter, r *http.Request, route, event, stream string, poll poller, logAttrs ...any) {
+	p, err := c.cfg.Authorize(r, route)
+	switch {
+	case errors.Is(err, access.ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", access.Challenge(err))
+		refuse(w, http.StatusUnauthorized, "unauthenticated", access.Reason(err))
+		return
+	case errors.Is(err, access.ErrForbidden):
+		w.Header().Set("WWW-Authenticate", access.Challenge(err))
+		refuse(w, http.StatusForbidden, "forbidden", access.Reason(err))
+		return
+	case err != nil:
+		c.cfg.Log.Error("console stream: deciding who opens it failed", "stream", stream, "error", err)
+		refuse(w, http.StatusInternalServerError, "internal", "internal error")
+		return
 	}
 	ctx := r.Context()
-	log := c.cfg.Log.With(append([]any{"stream", stream}, logAttrs...)...)
+	if !p.Expires.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, p.Expires)
+		defer cancel()
+	}
+	log := c.cfg.Log.With(append([]any{"stream", stream, "viewer", p.StaffID}, logAttrs...)...)
 	// Prime before answering: what exists now is not new.
 	failing := false
 	if _, err := poll(ctx); err != nil {
@@ -136,7 +158,7 @@ func (c *Console) streamCustomer(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":{"code":"invalid_parameter","parameter":"id","message":"a customer id is 1 to 64 characters of A-Z, a-z, 0-9, _ and -"}}`, http.StatusBadRequest)
 		return
 	}
-	c.serveStream(w, r, "timeline", "timeline", c.timelinePoller(id), "customer_id", id)
+	c.serveStream(w, r, "stream_customer", "timeline", "timeline", c.timelinePoller(id), "customer_id", id)
 }
 
 type entryKey struct {
@@ -181,7 +203,7 @@ func (c *Console) timelinePoller(customer string) poller {
 
 // streamAlerts streams the churn alerts raised after the connection opened.
 func (c *Console) streamAlerts(w http.ResponseWriter, r *http.Request) {
-	c.serveStream(w, r, "alert", "alerts", c.alertPoller())
+	c.serveStream(w, r, "stream_alerts", "alert", "alerts", c.alertPoller())
 }
 
 // alertPoller finds the alerts not seen before whose raise time is within

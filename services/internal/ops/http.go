@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/erase"
 	"github.com/touchstream/touchstream/services/internal/keystore"
 )
@@ -34,7 +35,14 @@ func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 type OperatorFunc func(r *http.Request) (Operator, error)
 
 // ErrUnauthenticated: the request does not say who it comes from, or says it wrongly.
-var ErrUnauthenticated = errors.New("unauthenticated")
+var ErrUnauthenticated = access.ErrUnauthenticated
+
+// Authorizer decides who a request comes from and whether the role matrix lets them
+// use a route (access.Gate.Authorize): an error matching ErrUnauthenticated answers
+// 401, one matching access.ErrForbidden 403. The routes' names in the matrix are
+// "ops_" and the route: ops_status, ops_dead_letters, ops_dead_letter, ops_redrive,
+// ops_discard, ops_history.
+type Authorizer func(r *http.Request, route string) (access.Principal, error)
 
 // ConsoleOperator is the default OperatorFunc until console accounts arrive: every
 // request is the operator "console", without access to personal fields in clear.
@@ -42,7 +50,12 @@ func ConsoleOperator(*http.Request) (Operator, error) { return Operator{ID: "con
 
 // HandlerConfig configures NewHandler.
 type HandlerConfig struct {
-	// Operator decides each request's operator. Default: ConsoleOperator.
+	// Authorize decides each request's operator by its bearer token and the role
+	// matrix; the operator's Reveal is the matrix's personal_clear. When set, Operator
+	// is not used. The OpenAPI document and the answers to unknown routes ask nobody.
+	Authorize Authorizer
+	// Operator decides each request's operator when Authorize is nil. Default:
+	// ConsoleOperator.
 	Operator OperatorFunc
 	// RequestTimeout bounds each request (default 30s: a redrive recomputes a customer).
 	RequestTimeout time.Duration
@@ -134,14 +147,33 @@ func (h *handler) endpoint(route string, fn func(*call) (any, error)) http.Handl
 	})
 }
 
-func (h *handler) serve(w http.ResponseWriter, c *call, route string, fn func(*call) (any, error)) int {
-	op, err := h.cfg.Operator(c.r)
+// operator decides who a request comes from: by the role matrix when an Authorizer
+// is configured (the OpenAPI document and unknown routes ask nobody), otherwise by the
+// OperatorFunc.
+func (h *handler) operator(r *http.Request, route string) (Operator, error) {
+	if h.cfg.Authorize == nil {
+		return h.cfg.Operator(r)
+	}
+	if route == "openapi" || route == "unmatched" {
+		return Operator{}, nil
+	}
+	p, err := h.cfg.Authorize(r, "ops_"+route)
 	if err != nil {
-		if errors.Is(err, ErrUnauthenticated) {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			return h.writeError(w, c, &apiError{status: http.StatusUnauthorized, code: "unauthenticated",
-				message: "the request does not say who it comes from, or says it wrongly"})
-		}
+		return Operator{}, err
+	}
+	return Operator{ID: p.StaffID, Reveal: p.May(access.PersonalClear)}, nil
+}
+
+func (h *handler) serve(w http.ResponseWriter, c *call, route string, fn func(*call) (any, error)) int {
+	op, err := h.operator(c.r, route)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("WWW-Authenticate", access.Challenge(err))
+		return h.writeError(w, c, &apiError{status: http.StatusUnauthorized, code: "unauthenticated", message: access.Reason(err)})
+	case errors.Is(err, access.ErrForbidden):
+		w.Header().Set("WWW-Authenticate", access.Challenge(err))
+		return h.writeError(w, c, &apiError{status: http.StatusForbidden, code: "forbidden", message: access.Reason(err)})
+	case err != nil:
 		h.log.Error("deciding the operator failed", "request_id", c.reqID, "route", route, "error", err)
 		return h.writeError(w, c, &apiError{status: http.StatusInternalServerError, code: "internal", message: "internal error; quote the request id"})
 	}

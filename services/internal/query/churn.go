@@ -339,7 +339,7 @@ type ActionRequest struct {
 	Kind      string `json:"kind"` // offer_presented, offer_accepted
 	OfferID   string `json:"offer_id"`
 	OfferKind string `json:"offer_kind"` // required for offer_presented
-	StaffID   string `json:"staff_id"`   // required for offer_presented; offer.accepted carries none
+	StaffID   string `json:"staff_id"`   // optional, the token's (actingStaff); offer.accepted carries none
 }
 
 // CloseRequest is the body of POST /v1/churn/alerts/{id}/close.
@@ -353,13 +353,14 @@ type CloseRequest struct {
 func (s *Server) acknowledgeAlert(c *call) (*reply, error) {
 	var req AcknowledgeRequest
 	return s.command(c, &req, func() (events.Payload, error) {
-		if err := checkRef("staff_id", req.StaffID, true); err != nil {
+		staff, err := actingStaff(c, req.StaffID)
+		if err != nil {
 			return nil, err
 		}
 		if err := checkNote(req.Note); err != nil {
 			return nil, err
 		}
-		return events.AlertAcknowledged{AlertID: c.r.PathValue("id"), StaffID: req.StaffID, Note: req.Note}, nil
+		return events.AlertAcknowledged{AlertID: c.r.PathValue("id"), StaffID: staff, Note: req.Note}, nil
 	})
 }
 
@@ -380,10 +381,11 @@ func (s *Server) actOnAlert(c *call) (*reply, error) {
 			if !slices.Contains(offerKinds, req.OfferKind) {
 				return nil, badParam("offer_kind", "must be one of "+strings.Join(offerKinds, ", "))
 			}
-			if err := checkRef("staff_id", req.StaffID, true); err != nil {
+			staff, err := actingStaff(c, req.StaffID)
+			if err != nil {
 				return nil, err
 			}
-			return events.OfferPresented{OfferID: req.OfferID, Kind: req.OfferKind, AlertID: id, StaffID: req.StaffID}, nil
+			return events.OfferPresented{OfferID: req.OfferID, Kind: req.OfferKind, AlertID: id, StaffID: staff}, nil
 		case "offer_accepted":
 			if req.OfferKind != "" && !slices.Contains(offerKinds, req.OfferKind) {
 				return nil, badParam("offer_kind", "must be one of "+strings.Join(offerKinds, ", "))
@@ -410,14 +412,28 @@ func (s *Server) closeAlert(c *call) (*reply, error) {
 		default:
 			return nil, badParam("outcome", "must be retained or churned")
 		}
-		if err := checkRef("staff_id", req.StaffID, true); err != nil {
+		staff, err := actingStaff(c, req.StaffID)
+		if err != nil {
 			return nil, err
 		}
 		if err := checkNote(req.Note); err != nil {
 			return nil, err
 		}
-		return events.AlertClosed{AlertID: c.r.PathValue("id"), Outcome: req.Outcome, StaffID: req.StaffID, Note: req.Note}, nil
+		return events.AlertClosed{AlertID: c.r.PathValue("id"), Outcome: req.Outcome, StaffID: staff, Note: req.Note}, nil
 	})
+}
+
+// actingStaff is the staff id a command records: the caller's own, from the token.
+// A staff_id in the body may only repeat it: nobody acts in another's name.
+func actingStaff(c *call, given string) (string, error) {
+	if err := checkRef("staff_id", given, false); err != nil {
+		return "", err
+	}
+	if given != "" && given != c.viewer.StaffID {
+		return "", &apiError{status: http.StatusForbidden, code: codeForbidden, param: "staff_id",
+			message: fmt.Sprintf("staff_id must be your own (%s) or absent: the token says who acts", c.viewer.StaffID)}
+	}
+	return c.viewer.StaffID, nil
 }
 
 func checkRef(name, v string, required bool) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/loyalty/ledger"
+	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
@@ -86,7 +87,8 @@ type Config struct {
 	MaxHeaderBytes    int
 	// Routes are further handlers mounted beside the API's own, by ServeMux pattern:
 	// the web console's assets and live streams, and the read-only operations it
-	// shows. They do not pass through the API's endpoint wrapper (metrics, viewer).
+	// shows. They do not pass through the API's endpoint wrapper (metrics, viewer):
+	// each authorizes its own requests.
 	Routes map[string]http.Handler
 }
 
@@ -190,8 +192,15 @@ type Deps struct {
 	// Catalog lists the event types a timeline may filter on; nil:
 	// events.DefaultCatalog().
 	Catalog *events.Catalog
-	// Viewer decides who each request is and what it may see; nil: MaskedForEveryone.
+	// Viewer decides who each request comes from (access.Gate.Principal); what they
+	// may do is the role matrix's. Required.
 	Viewer ViewerFunc
+	// Audit records every read of customers' personal data before it is answered (an
+	// audit.Log, running). Required.
+	Audit AuditLog
+	// Tickets issues the console's stream tickets (POST /v1/stream/tickets); nil: the
+	// route answers 404.
+	Tickets *access.Tickets
 	// Registry receives the request metrics; nil: kept but not exported.
 	Registry prometheus.Registerer
 	// Log is the logger; nil discards.

@@ -114,12 +114,15 @@ func (s *Server) getCustomer(c *call) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	access := c.viewer.level()
-	pers, err := openAll(c.ctx, s.keys, access, []sealedFields{sealedOf(p)})
+	acc := accessOf(c.viewer)
+	pers, err := openAll(c.ctx, s.keys, acc, []sealedFields{sealedOf(p)})
 	if err != nil {
 		return nil, err
 	}
-	return &reply{body: ProfileResponse{Profile: profileView(p, pers[0]), Access: access, Freshness: fresh}, fresh: fresh}, nil
+	if err := s.recordReads(c, "customer", []audited{{id, pers[0]}}); err != nil {
+		return nil, err
+	}
+	return &reply{body: ProfileResponse{Profile: profileView(p, pers[0]), Access: acc, Freshness: fresh}, fresh: fresh}, nil
 }
 
 func notFoundCustomer(fresh *Freshness) *apiError {

@@ -12,7 +12,7 @@
 //	GET /v1/customers                search (?phone=&id=&tier=&lifecycle=&region=&segment=
 //	                                 &cursor=&limit=); at least one filter is required; id
 //	                                 is an exact id or a prefix ending in "*"
-//	GET /v1/openapi.json             the OpenAPI document
+//	GET /v1/openapi.json             the OpenAPI document (the only route open to all)
 //
 // HEAD is answered wherever GET is. Every other method is 405 with Allow: GET, HEAD (on
 // a command route, Allow: POST).
@@ -43,6 +43,8 @@
 //	GET  /v1/service-level/summary           the day at a glance (?at=; default now in
 //	                                         Config.Location)
 //	GET  /v1/customers/{id}/complaints       open complaints, earliest deadline first
+//	GET  /v1/churn/distribution              customers per state group and score decile
+//	                                         (?tier=&region=), counts only
 //
 // The lists page with "next_cursor" (opaque; null on the last page). The read models
 // are churn (Config.ChurnTarget) and servicelevel (Config.ServiceLevelTarget), both
@@ -87,26 +89,55 @@
 // with a current tag answers 304 with the same headers and no body. Vary:
 // Authorization, since what a viewer sees depends on who they are.
 //
+// # Access
+//
+// Every route but the OpenAPI document asks who the caller is (Deps.Viewer: the bearer
+// token's principal, services/internal/access) and consults the role matrix under its
+// route name (access.Needs; New refuses a route the matrix does not list). No valid
+// token is a 401 with WWW-Authenticate: Bearer (error="invalid_token" and the reason
+// when a token was sent); a token whose roles may not use the route is a 403 naming
+// the roles that may (error="insufficient_scope"). The console's own routes (assets,
+// streams, its operations pages) authorize themselves.
+//
+//	GET  /v1/session                   the caller's staff id, roles, access and the routes
+//	                                   and capabilities of the matrix they may use
+//	POST /v1/stream/tickets            a ticket opening a live stream for one minute
+//	                                   (Deps.Tickets; without it 404)
+//	GET  /v1/audit/access              the access audit log, newest first (?customer=&staff=
+//	                                   &from=&to=&cursor=&limit=): operators and supervisors
+//
+// The desk's commands record the token's staff member: staff_id in a body is optional,
+// and when given must be the token's (403 otherwise), so nobody acts in another's name.
+//
 // # Personal data
 //
 // Profiles hold name, phone, id number and address sealed with the customer's data
 // key. The API opens them through the injected events.KeySource and, according to the
-// viewer's Access, returns them masked (the default for everyone until roles arrive:
-// phone 138****8000, name 张*, id number 110101********4578, address 广东省深圳市…) or
-// in clear (AccessFull). A field whose data key was erased is null and the item has
-// "erased": true. A ViewerFunc decides each request's viewer: it is the seam where
-// bearer tokens and roles plug in. Personal data is never logged; neither is the query
-// string (a phone search carries the number): logs name the route, the customer id
-// and the request id only. The search by phone normalises the number
+// caller's roles, returns them in clear (a role with the matrix's personal_clear: the
+// supervisor) or masked (everyone else: phone 138****8000, name 张*, id number
+// 110101********4578, address 广东省深圳市…). A field whose data key was erased is null
+// and the item has "erased": true. Personal data is never logged; neither is the query
+// string (a phone search carries the number): logs name the route, the customer id,
+// the staff id and the request id only. The search by phone normalises the number
 // (customer360.NormalizePhone) and looks up its keyed hash (customer360.PhoneHash).
+//
+// Every read that returns a customer's personal fields, masked or in clear (the
+// profile, and each customer of a search page), is recorded in the access audit log
+// (Deps.Audit, services/internal/audit) before it is answered: who, which customer,
+// which fields, masked or clear, the route and the request id. A read whose record
+// cannot be written is not answered (503 unavailable, Retry-After: fail closed).
+// Routes that return no personal field (the timeline's entries hold none, churn,
+// loyalty, service levels, aggregates) are not recorded. A 304 or a HEAD is recorded
+// like the read it answers.
 //
 // # Errors
 //
 // Errors are JSON: {"error": {"code", "message", "parameter"?, "request_id"}}. 400
-// invalid_parameter names the parameter; 404 not_found; 405 method_not_allowed (with
-// Allow: GET, HEAD on reads, POST on commands); 409 conflict; 413 too_large; 401
-// unauthenticated (only when a ViewerFunc refuses the request); 503 unavailable when
-// the key service cannot supply data keys (with Retry-After); anything else is a 500
+// invalid_parameter names the parameter; 401 unauthenticated; 403 forbidden; 404
+// not_found; 405 method_not_allowed (with Allow: GET, HEAD on reads, POST on
+// commands); 409 conflict; 413 too_large; 503 unavailable when the key service cannot
+// supply data keys or the access audit log cannot record a read (with Retry-After);
+// anything else is a 500
 // internal error with a generic message, logged with the request id. Every response
 // carries X-Request-Id: the client's, when it sent a sane one, or a new one.
 package query

@@ -26,6 +26,8 @@ import (
 	"github.com/touchstream/touchstream/projections/customer360"
 	"github.com/touchstream/touchstream/projections/timeline"
 	"github.com/touchstream/touchstream/projections/valuetier"
+	"github.com/touchstream/touchstream/services/internal/access"
+	"github.com/touchstream/touchstream/services/internal/audit"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/testkit"
 )
@@ -80,6 +82,7 @@ type fixture struct {
 	reg      *prometheus.Registry
 	logs     *syncBuffer
 	api      *query.Server
+	audit    *audit.Log
 	srv      *httptest.Server
 	doc      *testkit.OpenAPI
 	runner   *projections.Runner
@@ -125,7 +128,11 @@ func (f *fixture) serve(t testing.TB, cfg query.Config, deps query.Deps) {
 		deps.Keys = f.keys
 	}
 	if deps.Viewer == nil {
-		deps.Viewer = testViewer
+		g := f.gate(t)
+		deps.Viewer, deps.Tickets = g.Principal, g.Tickets
+	}
+	if deps.Audit == nil {
+		deps.Audit = f.auditLog(t)
 	}
 	f.reg = prometheus.NewRegistry()
 	deps.Registry = f.reg
@@ -234,22 +241,62 @@ func (f *fixture) publish(t testing.TB, evs []*events.Event) {
 	}
 }
 
-// testViewer is the test's authenticator: no Authorization is an anonymous masked
-// viewer, "Bearer full" a full-access one, anything else is refused.
-func testViewer(r *http.Request) (query.Viewer, error) {
-	switch r.Header.Get("Authorization") {
-	case "":
-		return query.Viewer{Access: query.AccessMasked}, nil
-	case "Bearer full":
-		return query.Viewer{ID: "agent-7", Access: query.AccessFull}, nil
-	case "Bearer masked":
-		return query.Viewer{ID: "agent-8", Access: query.AccessMasked}, nil
-	}
-	return query.Viewer{}, fmt.Errorf("token not recognised: %w", query.ErrUnauthenticated)
+// The fixture's staff and their tokens, as a static token file holds them. A request
+// without an Authorization header is sent with deskToken (agent, retention and
+// manager: every query route, personal fields masked); noToken sends none.
+var testStaff = []access.Staff{
+	{ID: "agent-7", Roles: []access.Role{access.Agent}, Tokens: []access.Token{{ID: "1", SHA256: access.HashToken("tok-agent")}}},
+	{ID: "ret-li02", Roles: []access.Role{access.Retention}, Tokens: []access.Token{{ID: "1", SHA256: access.HashToken("tok-retention")}}},
+	{ID: "mgr-1", Roles: []access.Role{access.Manager}, Tokens: []access.Token{{ID: "1", SHA256: access.HashToken("tok-manager")}}},
+	{ID: "ops-1", Roles: []access.Role{access.Operator}, Tokens: []access.Token{{ID: "1", SHA256: access.HashToken("tok-operator")}}},
+	{ID: "sup-1", Roles: []access.Role{access.Supervisor}, Tokens: []access.Token{
+		{ID: "2026-01", SHA256: access.HashToken("tok-supervisor")}, {ID: "2026-07", SHA256: access.HashToken("tok-supervisor-2")}}},
+	{ID: "ret-wang01", Roles: []access.Role{access.Agent, access.Retention, access.Manager},
+		Tokens: []access.Token{{ID: "1", SHA256: access.HashToken(deskToken)}}},
 }
 
-// full is the header of a full-access viewer.
-var full = http.Header{"Authorization": {"Bearer full"}}
+const deskToken = "tok-desk"
+
+func bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+
+// Headers of the fixture's staff.
+var (
+	full    = bearer("tok-supervisor") // personal fields in clear
+	agentH  = bearer("tok-agent")
+	noToken = http.Header{"Authorization": nil}
+)
+
+// gate is the real authenticator over the fixture's staff, with stream tickets.
+func (f *fixture) gate(t testing.TB) *access.Gate {
+	t.Helper()
+	st, err := access.NewStaticTokens(testStaff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tickets, err := access.NewTickets(access.RandomTicketKey(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &access.Gate{Tokens: st, Tickets: tickets}
+}
+
+// auditLog is the real access audit log over the fixture's database, running.
+func (f *fixture) auditLog(t testing.TB) *audit.Log {
+	t.Helper()
+	if f.audit != nil {
+		return f.audit
+	}
+	if err := audit.Migrate(context.Background(), f.pool); err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.New(audit.Config{}, f.pool, nil, slog.New(slog.NewTextHandler(f.logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Go(t, "audit log", 5*time.Second, l.Run)
+	f.audit = l
+	return l
+}
 
 // response is an answer read whole.
 type response struct {
@@ -270,9 +317,7 @@ func (f *fixture) do(t testing.TB, method, path string, header http.Header) resp
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, vs := range header {
-		req.Header[k] = vs
-	}
+	authorize(req, header)
 	res, err := f.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -287,6 +332,17 @@ func (f *fixture) do(t testing.TB, method, path string, header http.Header) resp
 		f.doc.Conform(t, req, nil, r.status, r.header, r.body)
 	}
 	return r
+}
+
+// authorize sets the request's headers: the desk's token unless the header names an
+// Authorization (noToken: none).
+func authorize(req *http.Request, header http.Header) {
+	if _, ok := header["Authorization"]; !ok {
+		req.Header.Set("Authorization", "Bearer "+deskToken)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 }
 
 // loadDocument loads the served document, validates it and builds a router over it.

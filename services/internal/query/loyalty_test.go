@@ -20,24 +20,7 @@ import (
 // first rule version) and reads members' accounts and the club's totals.
 func TestLoyaltyRoutes(t *testing.T) {
 	f := newFixture(t)
-	rs, err := ledger.Load("../../../deploy/loyalty.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lp, err := loyalty.New(loyalty.Options{Target: query.DefaultLoyaltyTarget, Rules: rs, Pin: "2026-01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, _ := events.DefaultCatalog()
-	r, err := projections.NewRunner(projections.Config{Group: "loyalty-test"}, projections.Deps{Pool: f.pool, JS: f.js, Layout: f.layout,
-		Catalog: cat, Log: slog.New(slog.DiscardHandler),
-		History: &projections.LogHistory{Index: &timeline.Index{Target: timelineTarget, Layout: f.layout}, JS: f.js, Decoder: projections.NewDecoder(f.layout, cat)}}, lp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.CatchUp(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
+	rs := f.foldLoyalty(t)
 	f.serve(t, query.Config{Tiers: valuetier.Default().Names(), LoyaltyRules: rs}, query.Deps{})
 
 	res := f.get(t, "/v1/loyalty/members/"+alice+"?entries=5", nil)
@@ -128,4 +111,29 @@ func TestLoyaltyRoutes(t *testing.T) {
 	if res := f.get(t, "/v1/loyalty/totals", nil); res.status != http.StatusNotFound {
 		t.Fatalf("totals without rules: %d", res.status)
 	}
+}
+
+// foldLoyalty folds the fixture's log into the loyalty ledger pinned to the first rule
+// version, and returns the rules to serve it with.
+func (f *fixture) foldLoyalty(t *testing.T) *ledger.RuleSet {
+	t.Helper()
+	rs, err := ledger.Load("../../../deploy/loyalty.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp, err := loyalty.New(loyalty.Options{Target: query.DefaultLoyaltyTarget, Rules: rs, Pin: "2026-01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := events.DefaultCatalog()
+	r, err := projections.NewRunner(projections.Config{Group: "loyalty-test"}, projections.Deps{Pool: f.pool, JS: f.js, Layout: f.layout,
+		Catalog: cat, Log: slog.New(slog.DiscardHandler),
+		History: &projections.LogHistory{Index: &timeline.Index{Target: timelineTarget, Layout: f.layout}, JS: f.js, Decoder: projections.NewDecoder(f.layout, cat)}}, lp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CatchUp(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }

@@ -66,14 +66,19 @@ func (s *Server) searchCustomers(c *call) (*reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	access := c.viewer.level()
-	pers, err := s.summaryPersonal(c.ctx, access, sums)
+	acc := accessOf(c.viewer)
+	pers, err := s.summaryPersonal(c.ctx, acc, sums)
 	if err != nil {
 		return nil, err
 	}
-	body := SearchResponse{Items: make([]CustomerSummary, len(sums)), Access: access, Freshness: fresh}
+	body := SearchResponse{Items: make([]CustomerSummary, len(sums)), Access: acc, Freshness: fresh}
+	read := make([]audited, len(sums))
 	for i, sum := range sums {
 		body.Items[i] = CustomerSummary{Summary: sum, Name: pers[i].name, Phone: pers[i].phone, Erased: pers[i].erased}
+		read[i] = audited{sum.CustomerID, pers[i]}
+	}
+	if err := s.recordReads(c, "search", read); err != nil {
+		return nil, err
 	}
 	if next != "" {
 		body.Next = &next

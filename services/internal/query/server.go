@@ -20,6 +20,8 @@ import (
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/services/internal/access"
+	"github.com/touchstream/touchstream/services/internal/audit"
 	"github.com/touchstream/touchstream/services/internal/httpserve"
 )
 
@@ -29,6 +31,8 @@ type Server struct {
 	db       projections.Querier
 	keys     events.KeySource
 	viewer   ViewerFunc
+	audit    AuditLog
+	tickets  *access.Tickets // nil: no stream tickets
 	types    map[string]bool // event types a timeline may filter on
 	tiers    map[string]bool // nil: any tier token
 	log      *slog.Logger
@@ -52,6 +56,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Keys == nil {
 		errs = append(errs, errors.New("query: Deps.Keys: required (personal fields cannot be opened without a key source)"))
 	}
+	if deps.Viewer == nil {
+		errs = append(errs, errors.New("query: Deps.Viewer: required (every route but the OpenAPI document asks who the caller is)"))
+	}
+	if deps.Audit == nil {
+		errs = append(errs, errors.New("query: Deps.Audit: required (reads of personal data are recorded before they are answered)"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -66,13 +76,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, db: deps.DB, keys: deps.Keys, viewer: deps.Viewer, log: deps.Log, m: m,
+	s := &Server{cfg: cfg, db: deps.DB, keys: deps.Keys, viewer: deps.Viewer, audit: deps.Audit, tickets: deps.Tickets, log: deps.Log, m: m,
 		listener: deps.Listener, types: map[string]bool{}, commands: deps.Commands}
 	if cfg.FollowServing {
 		s.serving = &projections.ServingCache{DB: deps.DB, TTL: time.Second}
-	}
-	if s.viewer == nil {
-		s.viewer = MaskedForEveryone
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -86,38 +93,57 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			s.tiers[t] = true
 		}
 	}
-	s.handler = s.routes()
+	if s.handler, err = s.routes(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // Handler returns the API's routes, for tests and for embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-func (s *Server) routes() http.Handler {
+// routes are the API's routes. Every route but the OpenAPI document (and the answers
+// to unknown paths) asks who the caller is and consults the role matrix under its
+// name (access.Needs): a route the matrix does not list is a construction error.
+func (s *Server) routes() (http.Handler, error) {
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/customers/{id}", s.endpoint("customer", true, s.getCustomer))
-	mux.Handle("GET /v1/customers/{id}/timeline", s.endpoint("timeline", true, s.getTimeline))
-	mux.Handle("GET /v1/customers", s.endpoint("search", true, s.searchCustomers))
-	mux.Handle("GET /v1/loyalty/members/{id}", s.endpoint("loyalty_member", true, s.getLoyaltyMember))
-	mux.Handle("GET /v1/loyalty/members/{id}/ledger", s.endpoint("loyalty_ledger", true, s.getLoyaltyLedger))
-	mux.Handle("GET /v1/loyalty/totals", s.endpoint("loyalty_totals", true, s.getLoyaltyTotals))
-	mux.Handle("GET /v1/churn/scores", s.endpoint("churn_scores", true, s.getChurnScores))
-	mux.Handle("GET /v1/churn/customers/{id}", s.endpoint("churn_customer", true, s.getChurnCustomer))
-	mux.Handle("GET /v1/churn/alerts", s.endpoint("churn_alerts", true, s.getChurnAlerts))
-	mux.Handle("GET /v1/churn/alerts/{id}", s.endpoint("churn_alert", true, s.getChurnAlert))
-	mux.Handle("POST /v1/churn/alerts/{id}/acknowledge", s.endpoint("churn_acknowledge", true, s.acknowledgeAlert))
-	mux.Handle("POST /v1/churn/alerts/{id}/actions", s.endpoint("churn_action", true, s.actOnAlert))
-	mux.Handle("POST /v1/churn/alerts/{id}/close", s.endpoint("churn_close", true, s.closeAlert))
-	mux.Handle("GET /v1/service-level/answer-rate", s.endpoint("servicelevel_answer_rate", true, s.getAnswerRate))
-	mux.Handle("GET /v1/service-level/breaches", s.endpoint("servicelevel_breaches", true, s.getBreaches))
-	mux.Handle("GET /v1/service-level/summary", s.endpoint("servicelevel_summary", true, s.getServiceLevelSummary))
-	mux.Handle("GET /v1/customers/{id}/complaints", s.endpoint("complaints", true, s.getComplaints))
+	var missing []string
+	guarded := func(route string, fn endpointFunc) http.Handler {
+		if _, ok := access.Needs(route); !ok {
+			missing = append(missing, route)
+		}
+		return s.endpoint(route, true, fn)
+	}
+	mux.Handle("GET /v1/customers/{id}", guarded("customer", s.getCustomer))
+	mux.Handle("GET /v1/customers/{id}/timeline", guarded("timeline", s.getTimeline))
+	mux.Handle("GET /v1/customers", guarded("search", s.searchCustomers))
+	mux.Handle("GET /v1/loyalty/members/{id}", guarded("loyalty_member", s.getLoyaltyMember))
+	mux.Handle("GET /v1/loyalty/members/{id}/ledger", guarded("loyalty_ledger", s.getLoyaltyLedger))
+	mux.Handle("GET /v1/loyalty/totals", guarded("loyalty_totals", s.getLoyaltyTotals))
+	mux.Handle("GET /v1/churn/scores", guarded("churn_scores", s.getChurnScores))
+	mux.Handle("GET /v1/churn/distribution", guarded("churn_distribution", s.getChurnDistribution))
+	mux.Handle("GET /v1/churn/customers/{id}", guarded("churn_customer", s.getChurnCustomer))
+	mux.Handle("GET /v1/churn/alerts", guarded("churn_alerts", s.getChurnAlerts))
+	mux.Handle("GET /v1/churn/alerts/{id}", guarded("churn_alert", s.getChurnAlert))
+	mux.Handle("POST /v1/churn/alerts/{id}/acknowledge", guarded("churn_acknowledge", s.acknowledgeAlert))
+	mux.Handle("POST /v1/churn/alerts/{id}/actions", guarded("churn_action", s.actOnAlert))
+	mux.Handle("POST /v1/churn/alerts/{id}/close", guarded("churn_close", s.closeAlert))
+	mux.Handle("GET /v1/service-level/answer-rate", guarded("servicelevel_answer_rate", s.getAnswerRate))
+	mux.Handle("GET /v1/service-level/breaches", guarded("servicelevel_breaches", s.getBreaches))
+	mux.Handle("GET /v1/service-level/summary", guarded("servicelevel_summary", s.getServiceLevelSummary))
+	mux.Handle("GET /v1/customers/{id}/complaints", guarded("complaints", s.getComplaints))
+	mux.Handle("GET /v1/audit/access", guarded("audit_access", s.getAuditAccess))
+	mux.Handle("GET /v1/session", guarded("session", s.getSession))
+	mux.Handle("POST /v1/stream/tickets", guarded("stream_ticket", s.issueStreamTicket))
 	mux.Handle("GET /v1/openapi.json", s.endpoint("openapi", false, s.getOpenAPI))
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("query: routes %s are not in the role matrix (access)", strings.Join(missing, ", "))
+	}
 	for pattern, h := range s.cfg.Routes {
 		mux.Handle(pattern, h)
 	}
 	mux.Handle("/", s.endpoint("unmatched", false, unmatched(mux)))
-	return mux
+	return mux, nil
 }
 
 // Run serves until ctx is cancelled, then stops accepting, lets the requests in
@@ -137,7 +163,7 @@ type call struct {
 	r        *http.Request
 	ctx      context.Context
 	reqID    string
-	viewer   Viewer
+	viewer   access.Principal
 	customer string // the customer concerned, for the log; set once validated
 }
 
@@ -177,6 +203,7 @@ const (
 	codeConflict         = "conflict"
 	codeTooLarge         = "too_large"
 	codeUnauthenticated  = "unauthenticated"
+	codeForbidden        = "forbidden"
 	codeUnavailable      = "unavailable"
 	codeInternal         = "internal"
 )
@@ -194,9 +221,10 @@ type errorDetail struct {
 	RequestID string `json:"request_id"`
 }
 
-// endpoint wraps an endpoint with what every request gets: a request id, the viewer,
-// a time bound, error mapping, panic recovery, metrics and one log line.
-func (s *Server) endpoint(route string, needsViewer bool, fn endpointFunc) http.Handler {
+// endpoint wraps an endpoint with what every request gets: a request id, the viewer
+// and the role matrix's verdict (when guarded), a time bound, error mapping, panic
+// recovery, metrics and one log line.
+func (s *Server) endpoint(route string, guarded bool, fn endpointFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		c := &call{r: r, reqID: requestID(r.Header.Get("X-Request-Id"))}
@@ -212,29 +240,34 @@ func (s *Server) endpoint(route string, needsViewer bool, fn endpointFunc) http.
 			}
 			s.m.observe(route, status, time.Since(start))
 			s.log.Info("http request", "request_id", c.reqID, "route", route, "method", r.Method, "status", status,
-				"customer_id", c.customer, "viewer", c.viewer.ID, "access", string(c.viewer.level()),
+				"customer_id", c.customer, "viewer", c.viewer.StaffID, "access", string(accessOf(c.viewer)),
 				"duration_ms", float64(time.Since(start).Microseconds())/1000)
 		}()
-		status = s.serve(w, c, route, needsViewer, fn)
+		status = s.serve(w, c, route, guarded, fn)
 	})
 }
 
-func (s *Server) serve(w http.ResponseWriter, c *call, route string, needsViewer bool, fn endpointFunc) int {
+func (s *Server) serve(w http.ResponseWriter, c *call, route string, guarded bool, fn endpointFunc) int {
 	ctx, cancel := context.WithTimeout(c.r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
 	c.ctx = ctx
-	if needsViewer {
+	if guarded {
 		v, err := s.viewer(c.r)
-		if err != nil {
-			if errors.Is(err, ErrUnauthenticated) {
-				w.Header().Set("WWW-Authenticate", "Bearer")
-				return s.writeError(w, c, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated,
-					message: "the request does not say who it comes from, or says it wrongly"})
-			}
+		if err == nil {
+			c.viewer = v
+			err = v.Authorize(route)
+		}
+		switch {
+		case errors.Is(err, ErrUnauthenticated):
+			w.Header().Set("WWW-Authenticate", access.Challenge(err))
+			return s.writeError(w, c, &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, message: access.Reason(err)})
+		case errors.Is(err, access.ErrForbidden):
+			w.Header().Set("WWW-Authenticate", access.Challenge(err))
+			return s.writeError(w, c, &apiError{status: http.StatusForbidden, code: codeForbidden, message: access.Reason(err)})
+		case err != nil:
 			s.log.Error("deciding the viewer failed", "request_id", c.reqID, "route", route, "error", err)
 			return s.writeError(w, c, internalError())
 		}
-		c.viewer = v
 	}
 	rep, err := fn(c)
 	if err != nil {
@@ -256,7 +289,8 @@ func (s *Server) fail(w http.ResponseWriter, c *call, route string, err error) i
 	case c.r.Context().Err() != nil:
 		// The client went away: nobody reads the answer. 499, as proxies record it.
 		return 499
-	case errors.Is(err, errKeysUnavailable), errors.Is(err, errLogUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errKeysUnavailable), errors.Is(err, errLogUnavailable), errors.Is(err, errAuditUnavailable),
+		errors.Is(err, audit.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn("request could not be answered in time", "request_id", c.reqID, "route", route,
 			"customer_id", c.customer, "error", err)
 		w.Header().Set("Retry-After", "1")

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/touchstream/touchstream/events"
+	"github.com/touchstream/touchstream/services/internal/access"
+	"github.com/touchstream/touchstream/services/internal/audit"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/testkit"
 )
@@ -77,15 +79,23 @@ func TestRun(t *testing.T) {
 	}
 	// A viewer function slow enough for the cancellation to arrive mid-request.
 	entered := make(chan struct{})
-	slow := func(r *http.Request) (query.Viewer, error) {
+	slow := func(r *http.Request) (access.Principal, error) {
 		if r.Header.Get("X-Slow") != "" {
 			close(entered)
 			time.Sleep(300 * time.Millisecond)
 		}
-		return query.Viewer{}, nil
+		return access.Principal{StaffID: "agent-1", Roles: []access.Role{access.Agent}}, nil
 	}
+	if err := audit.Migrate(t.Context(), pool); err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.New(audit.Config{}, pool, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Go(t, "audit log", 5*time.Second, log.Run)
 	srv, err := query.New(query.Config{Layout: events.DefaultLayout(), PhoneKey: make([]byte, 32), ShutdownTimeout: 5 * time.Second},
-		query.Deps{DB: pool, Keys: testkit.NewKeys(), Viewer: slow, Listener: ln, Log: testkit.Logger(t)})
+		query.Deps{DB: pool, Keys: testkit.NewKeys(), Viewer: slow, Audit: log, Listener: ln, Log: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,17 @@
 // app.js — the touchstream web console: plain ES module, no framework.
 //
 // Hash routes: #/customer (search), #/customer/{id}, #/alerts, #/loyalty,
-// #/service-level[?queue=&from=&to=], #/ops. Every panel loads on its own: a failed
-// call shows an error line in that panel, never breaks the page. Personal data is
-// shown exactly as the query API returns it (masked for this console's viewer); the
-// console never asks to unmask. Live updates come over server-sent events.
+// #/service-level[?queue=&from=&to=], #/ops, #/audit. Every panel loads on its own: a
+// failed call shows an error line in that panel, never breaks the page.
+//
+// Sign-in: the user pastes an access token; it is kept in sessionStorage (this tab
+// only, gone when it closes) and sent as Authorization: Bearer on every call. GET
+// /v1/session says who the token is and what the role matrix allows: pages, panels and
+// actions the roles may not use are not shown, and a 401 (token expired or revoked)
+// brings the sign-in back with the reason. Personal data is shown exactly as the query
+// API returns it for the roles (masked, or in clear for a supervisor). Live updates
+// come over server-sent events, opened with a short-lived stream ticket
+// (POST /v1/stream/tickets) since EventSource cannot send the token.
 
 import { lineChart, barChart } from './charts.js';
 
@@ -36,15 +43,39 @@ const int = (n) => (n === undefined || n === null ? '—' : Number(n).toLocaleSt
 const when = (t) => (t ? new Date(t).toLocaleString('sv-SE').slice(0, 16) : '—');
 const dash = (v) => (v === undefined || v === null || v === '' ? '—' : v);
 
-// api calls the query API; the error carries the API's message.
+// ---- session ----------------------------------------------------------------------
+
+const tokenKey = 'touchstream.token';
+const session = { token: sessionStorage.getItem(tokenKey) || '', me: null };
+const may = (route) => !!(session.me && (session.me.allowed || []).includes(route));
+const rolesText = () => (session.me && session.me.roles.length ? session.me.roles.join(', ') : 'no role');
+
+// The role-matrix route each page and panel needs.
+const pageNeeds = { customer: 'customer', alerts: 'churn_alerts', loyalty: 'loyalty_totals', 'service-level': 'servicelevel_answer_rate', ops: 'ops_status', audit: 'audit_access' };
+
+function signOut(reason) {
+  session.token = '';
+  session.me = null;
+  sessionStorage.removeItem(tokenKey);
+  signedOutReason = reason || '';
+  render();
+}
+let signedOutReason = '';
+
+// api calls the query API with the session's token; the error carries the API's
+// message. A 401 ends the session (the sign-in shows why).
 async function api(path, opts = {}) {
-  const res = await fetch(path, { headers: { Accept: 'application/json', ...(opts.body ? { 'Content-Type': 'application/json' } : {}) }, ...opts });
+  const headers = { Accept: 'application/json', ...(opts.body ? { 'Content-Type': 'application/json' } : {}) };
+  if (session.token) headers.Authorization = `Bearer ${session.token}`;
+  const res = await fetch(path, { ...opts, headers });
   let body = null;
   try { body = await res.json(); } catch { /* not JSON */ }
   if (!res.ok) {
-    const msg = body && body.error ? `${body.error.message}${body.error.request_id ? ` (request ${body.error.request_id})` : ''}` : `HTTP ${res.status}`;
+    let msg = body && body.error ? `${body.error.message}${body.error.request_id ? ` (request ${body.error.request_id})` : ''}` : `HTTP ${res.status}`;
+    if (res.status === 403) msg = `not allowed for your role (${rolesText()}): ${msg}`;
     const err = new Error(msg);
     err.status = res.status;
+    if (res.status === 401 && session.me) setTimeout(() => signOut(`You were signed out: ${msg}`), 0);
     throw err;
   }
   return body;
@@ -79,22 +110,36 @@ function table(cols, rows, attrs = {}) {
     h('tbody', {}, rows));
 }
 
-function staffID() {
-  const input = document.getElementById('staff-id');
-  return (input && input.value.trim()) || 'console';
-}
-
 // ---- live streams -----------------------------------------------------------------
 
+// stream opens a server-sent event stream with a fresh stream ticket. EventSource
+// reconnects by itself after a cut; when the server refuses it (the ticket expired,
+// the token ended), a new ticket is asked for and the stream opened again.
 let streams = [];
 function stream(url, event, onData, onState) {
-  const es = new EventSource(url);
-  let opened = 0;
-  es.addEventListener('open', () => { opened++; onState && onState(true, opened); });
-  es.addEventListener('error', () => onState && onState(false, opened));
-  es.addEventListener(event, (m) => { try { onData(JSON.parse(m.data)); } catch (e) { console.warn('bad event', e); } });
-  streams.push(es);
-  return es;
+  const s = { es: null, closed: false, opened: 0 };
+  const open = async () => {
+    if (s.closed) return;
+    let t;
+    try { t = await api('/v1/stream/tickets', { method: 'POST' }); } catch (e) {
+      onState && onState(false, s.opened);
+      if (e.status !== 401 && e.status !== 403) setTimeout(open, 3000);
+      return;
+    }
+    if (s.closed) return;
+    const es = new EventSource(`${url}${url.includes('?') ? '&' : '?'}ticket=${enc(t.ticket)}`);
+    s.es = es;
+    es.addEventListener('open', () => { s.opened++; onState && onState(true, s.opened); });
+    es.addEventListener('error', () => {
+      onState && onState(false, s.opened);
+      if (es.readyState === EventSource.CLOSED) setTimeout(open, 2000);
+    });
+    es.addEventListener(event, (m) => { try { onData(JSON.parse(m.data)); } catch (e) { console.warn('bad event', e); } });
+  };
+  s.close = () => { s.closed = true; if (s.es) s.es.close(); };
+  streams.push(s);
+  open();
+  return s;
 }
 function closeStreams() { streams.forEach((s) => s.close()); streams = []; }
 
@@ -107,20 +152,66 @@ function route() {
   return { parts, params: new URLSearchParams(query) };
 }
 
+// header shows who is signed in and hides the pages their roles may not use.
+function header() {
+  const me = session.me;
+  document.querySelectorAll('#nav a').forEach((a) => { a.hidden = !me || !may(pageNeeds[a.dataset.route]); });
+  const who = document.getElementById('whoami');
+  const note = document.getElementById('access-note');
+  const out = document.getElementById('signout');
+  if (who) who.textContent = me ? `${me.staff_id} (${rolesText()})` : '';
+  if (note) {
+    note.textContent = !me ? '' : me.access === 'full' ? 'personal data in clear: every read is audited' : 'personal data masked';
+    note.dataset.access = me ? me.access : '';
+  }
+  if (out) out.hidden = !me;
+}
+
+function signInPage(root) {
+  root.dataset.page = 'signin';
+  const input = h('input', { id: 'token-input', 'data-testid': 'token-input', type: 'password', size: 48, autocomplete: 'off', placeholder: 'access token' });
+  const status = h('p', { class: signedOutReason ? 'error' : 'muted', id: 'signin-status', 'data-testid': 'signin-status' },
+    signedOutReason || 'Paste your access token (from your identity provider, or a development token such as dev-agent-token).');
+  root.append(h('h1', {}, 'Sign in'), status, h('form', { class: 'inline', id: 'signin-form', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const tok = input.value.trim();
+    if (!tok) return;
+    session.token = tok;
+    try {
+      session.me = await api('/v1/session');
+      sessionStorage.setItem(tokenKey, tok);
+      signedOutReason = '';
+      render();
+    } catch (e) {
+      session.token = '';
+      status.className = 'error';
+      status.textContent = `That token was not accepted: ${e.message}`;
+    }
+  } }, h('label', {}, 'Access token', input), h('button', { class: 'primary', id: 'signin-button', 'data-testid': 'signin-button', type: 'submit' }, 'Sign in')));
+}
+
 function render() {
   closeStreams();
-  const { parts, params } = route();
-  const page = parts[0] || 'customer';
-  document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.route === page));
+  header();
   const root = app();
   root.replaceChildren();
+  if (!session.me) { signInPage(root); return; }
+  const { parts, params } = route();
+  const first = Object.keys(pageNeeds).find((p) => may(pageNeeds[p])) || 'customer';
+  const page = parts[0] || first;
+  document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.route === page));
   root.dataset.page = page;
+  if (pageNeeds[page] && !may(pageNeeds[page])) {
+    root.append(h('p', { class: 'error', 'data-testid': 'page-forbidden' }, `Your role (${rolesText()}) may not use this page.`));
+    return;
+  }
   switch (page) {
     case 'customer': customerPage(root, parts[1], params); break;
     case 'alerts': alertsPage(root); break;
     case 'loyalty': loyaltyPage(root); break;
     case 'service-level': serviceLevelPage(root, params); break;
     case 'ops': opsPage(root); break;
+    case 'audit': auditPage(root, params); break;
     default: root.append(h('p', { class: 'error' }, `No page ${page}.`));
   }
 }
@@ -157,18 +248,20 @@ function customerPage(root, id, params) {
   if (!id) return;
   const grid = h('div', { class: 'grid' });
   root.append(grid);
-  const churnPanel = panel('churn', 'Churn risk', (b) => loadChurn(b, id));
-  grid.append(
+  // Only the panels the roles may use.
+  const churnPanel = may('churn_customer') ? panel('churn', 'Churn risk', (b) => loadChurn(b, id)) : null;
+  grid.append(...[
     panel('profile', 'Profile', (b) => loadProfile(b, id)),
-    panel('loyalty-member', 'Loyalty', (b) => loadMember(b, id)),
+    may('loyalty_member') && panel('loyalty-member', 'Loyalty', (b) => loadMember(b, id)),
     panel('complaints', 'Open complaints', (b) => loadComplaints(b, id)),
     churnPanel,
-    timelinePanel(id, params, () => {
+    may('timeline') && timelinePanel(id, params, () => {
       // A new event may move the churn view (an acknowledgement, a new score).
+      if (!churnPanel) return;
       clearTimeout(churnPanel.timer);
       churnPanel.timer = setTimeout(() => churnPanel.reload(), 400);
     }),
-  );
+  ].filter(Boolean));
 }
 
 async function loadProfile(b, id) {
@@ -211,7 +304,8 @@ async function loadMember(b, id) {
 }
 
 async function loadComplaints(b, id) {
-  const [prof, sl] = await Promise.allSettled([api(`/v1/customers/${enc(id)}`), api(`/v1/customers/${enc(id)}/complaints`)]);
+  const [prof, sl] = await Promise.allSettled([api(`/v1/customers/${enc(id)}`),
+    may('complaints') ? api(`/v1/customers/${enc(id)}/complaints`) : Promise.resolve({ items: [] })]);
   const breach = new Map();
   if (sl.status === 'fulfilled') for (const c of sl.value.items || []) breach.set(c.complaint_id, c);
   if (prof.status === 'rejected') throw prof.reason;
@@ -366,15 +460,15 @@ function alertsPage(root) {
     const offer = h('input', { placeholder: 'offer id', size: 8, 'data-testid': 'offer-id' });
     const kind = h('input', { placeholder: 'offer kind', size: 10, value: 'retention_bundle' });
     const ack = h('button', { type: 'button', 'data-testid': 'ack-button', disabled: a.state !== 'open' }, 'Acknowledge');
-    ack.addEventListener('click', () => act(a, ack, 'acknowledge', () => post(`${base}/acknowledge`, { staff_id: staffID() })));
+    ack.addEventListener('click', () => act(a, ack, 'acknowledge', () => post(`${base}/acknowledge`, {})));
     const offered = h('button', { type: 'button', 'data-testid': 'offer-presented-button' }, 'Offer presented');
-    offered.addEventListener('click', () => act(a, offered, 'offer presented', () => post(`${base}/actions`, { kind: 'offer_presented', offer_id: offer.value.trim(), offer_kind: kind.value.trim(), staff_id: staffID() })));
+    offered.addEventListener('click', () => act(a, offered, 'offer presented', () => post(`${base}/actions`, { kind: 'offer_presented', offer_id: offer.value.trim(), offer_kind: kind.value.trim() })));
     const accepted = h('button', { type: 'button', 'data-testid': 'offer-accepted-button' }, 'Offer accepted');
-    accepted.addEventListener('click', () => act(a, accepted, 'offer accepted', () => post(`${base}/actions`, { kind: 'offer_accepted', offer_id: offer.value.trim(), offer_kind: kind.value.trim(), staff_id: staffID() })));
+    accepted.addEventListener('click', () => act(a, accepted, 'offer accepted', () => post(`${base}/actions`, { kind: 'offer_accepted', offer_id: offer.value.trim(), offer_kind: kind.value.trim() })));
     const retained = h('button', { type: 'button', 'data-testid': 'close-retained-button' }, 'Close: retained');
-    retained.addEventListener('click', () => act(a, retained, 'close', () => post(`${base}/close`, { outcome: 'retained', staff_id: staffID() })));
+    retained.addEventListener('click', () => act(a, retained, 'close', () => post(`${base}/close`, { outcome: 'retained' })));
     const churned = h('button', { type: 'button', 'data-testid': 'close-churned-button' }, 'Close: churned');
-    churned.addEventListener('click', () => act(a, churned, 'close', () => post(`${base}/close`, { outcome: 'churned', staff_id: staffID() })));
+    churned.addEventListener('click', () => act(a, churned, 'close', () => post(`${base}/close`, { outcome: 'churned' })));
     return h('div', {}, h('div', { class: 'row-actions' }, ack, offer, kind, offered, accepted, retained, churned),
       h('div', { class: 'status', 'data-testid': 'action-status', 'data-alert': a.alert_id }));
   };
@@ -389,7 +483,8 @@ function alertsPage(root) {
       h('tbody', {}, sorted.map((a) => h('tr', { class: fresh.has(a.alert_id) ? 'new' : '', 'data-testid': 'alert-row', 'data-alert': a.alert_id, 'data-customer': a.customer_id, 'data-state': a.state },
         h('td', {}, h('a', { href: `#/customer/${enc(a.customer_id)}` }, a.customer_id)), h('td', {}, h('span', { class: `badge ${a.state}` }, a.state)),
         h('td', { class: 'num' }, pct(a.score)), h('td', { class: 'num' }, yuan(a.value_fen)), h('td', { class: 'num' }, (a.priority ?? 0).toFixed(1)),
-        h('td', {}, when(a.raised_at)), h('td', {}, (a.reasons || []).slice(0, 3).map((r) => r.feature).join(', ')), h('td', {}, actions(a)))))));
+        h('td', {}, when(a.raised_at)), h('td', {}, (a.reasons || []).slice(0, 3).map((r) => r.feature).join(', ')),
+        h('td', {}, may('churn_acknowledge') ? actions(a) : h('span', { class: 'muted' }, 'view only')))))));
   };
   const reload = async () => {
     try {
@@ -537,12 +632,43 @@ function opsPage(root) {
   }));
 }
 
+// ---- Access audit -----------------------------------------------------------------
+
+function auditPage(root, params) {
+  root.append(h('h1', {}, 'Access audit'));
+  const customer = h('input', { id: 'audit-customer', 'data-testid': 'audit-customer', placeholder: 'customer id', size: 16, value: params.get('customer') || '' });
+  const staffIn = h('input', { id: 'audit-staff', 'data-testid': 'audit-staff', placeholder: 'staff id', size: 16, value: params.get('staff') || '' });
+  root.append(h('form', { class: 'inline', onsubmit: (ev) => {
+    ev.preventDefault();
+    const q = new URLSearchParams();
+    if (customer.value.trim()) q.set('customer', customer.value.trim());
+    if (staffIn.value.trim()) q.set('staff', staffIn.value.trim());
+    location.hash = `#/audit?${q}`;
+  } }, h('label', {}, 'Customer', customer), h('label', {}, 'Staff', staffIn), h('button', { type: 'submit' }, 'Show')));
+  root.append(panel('audit-reads', 'Reads of personal data, newest first', async (b) => {
+    const q = new URLSearchParams({ limit: '100' });
+    if (params.get('customer')) q.set('customer', params.get('customer'));
+    if (params.get('staff')) q.set('staff', params.get('staff'));
+    const r = await api(`/v1/audit/access?${q}`);
+    if (!r.items.length) { b.replaceChildren(h('p', { class: 'muted' }, 'No read recorded.')); return; }
+    b.replaceChildren(table([{ title: 'When' }, { title: 'Staff' }, { title: 'Roles' }, { title: 'Customer' }, { title: 'Fields' }, { title: 'Access' }, { title: 'Route' }, { title: 'Request' }],
+      r.items.map((e) => h('tr', { 'data-testid': 'audit-entry' }, h('td', {}, when(e.at)), h('td', {}, e.staff_id), h('td', {}, e.roles.join(', ')),
+        h('td', {}, h('a', { href: `#/customer/${enc(e.customer_id)}` }, e.customer_id)), h('td', {}, e.fields.join(', ')),
+        h('td', { class: e.access === 'full' ? 'warn' : '' }, e.access), h('td', {}, e.route), h('td', { class: 'muted' }, e.request_id)))));
+  }, 'wide'));
+}
+
 // ---- start ------------------------------------------------------------------------
 
-const staff = document.getElementById('staff-id');
-if (staff) {
-  staff.value = localStorage.getItem('touchstream.staff') || '';
-  staff.addEventListener('change', () => localStorage.setItem('touchstream.staff', staff.value.trim()));
-}
+document.getElementById('signout')?.addEventListener('click', () => signOut(''));
 window.addEventListener('hashchange', render);
-render();
+(async () => {
+  if (session.token) {
+    try { session.me = await api('/v1/session'); } catch (e) {
+      session.token = '';
+      sessionStorage.removeItem(tokenKey);
+      signedOutReason = `Signed out: ${e.message}`;
+    }
+  }
+  render();
+})();
