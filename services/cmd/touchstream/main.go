@@ -43,11 +43,14 @@ func commands() []command {
 		{"status", "show the log's streams and every projection target: checkpoints, lag, dead letters, rebuilds", runStatus},
 		{"dlq", "dead letters: list, show, redrive (recompute the customer) or discard (recorded in the log)", runDLQ},
 		{"history", "a customer's events from the log, for audit (personal fields sealed unless --reveal)", runHistory},
+		{"audit", "the access audit log: who read which customer's personal data, when, which fields, masked or clear", runAudit},
 		{"erase", "erase a customer's personal data (recorded in the log, key deleted, read models purged), or sweep the retention limits", runErase},
 		{"rebuild", "build a new version of a read model from the log beside the serving one, then switch readers (or recompute customers)", runRebuild},
 		{"replay", "replay a range of the log into a new version for inspection, or recompute listed customers", runReplay},
 		{"loyalty", "the loyalty club's rule versions: list them, activate one from an effective time (an event in the log)", runLoyalty},
 		{"verify", "check a read model against the log (customer 360: counts, sequence hashes, spend totals)", runVerify},
+		{"backup", "back up the log (stream snapshots) and the state outside it (key store, models, idempotency index, audit, configuration)", runBackup},
+		{"restore", "restore a backup into an empty NATS and database, checked against its manifest first; the projector then rebuilds the read models", runRestore},
 	}
 }
 
