@@ -49,6 +49,8 @@ func commands() []command {
 		{"replay", "replay a range of the log into a new version for inspection, or recompute listed customers", runReplay},
 		{"loyalty", "the loyalty club's rule versions: list them, activate one from an effective time (an event in the log)", runLoyalty},
 		{"verify", "check a read model against the log (customer 360: counts, sequence hashes, spend totals)", runVerify},
+		{"backup", "back up the log (stream snapshots) and the state outside it (key store, models, idempotency index, audit, configuration)", runBackup},
+		{"restore", "restore a backup into an empty NATS and database, checked against its manifest first; the projector then rebuilds the read models", runRestore},
 	}
 }
 

@@ -193,7 +193,7 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 
 	dst := newSite(t)
 	deployTo := filepath.Join(t.TempDir(), "deploy")
-	rep, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, DeployTo: deployTo, MasterKey: kek}, dst.deps(streams.Definition{}))
+	rep, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, DeployTo: deployTo, MasterKey: keyOf(kek)}, dst.deps(streams.Definition{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,13 +255,13 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 	t.Logf("restore report: %s", js)
 
 	// The same restore again: the target is not empty any more.
-	_, err = backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: kek}, dst.deps(streams.Definition{}))
+	_, err = backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: keyOf(kek)}, dst.deps(streams.Definition{}))
 	if !errors.Is(err, backup.ErrNotEmpty) {
 		t.Fatalf("restore into the restored site: %v, want ErrNotEmpty", err)
 	}
 	t.Logf("refused: %v", err)
 	// Forced, it replaces everything and ends where the first restore did.
-	rep2, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: kek, Force: true}, dst.deps(streams.Definition{}))
+	rep2, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: keyOf(kek), Force: true}, dst.deps(streams.Definition{}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestRestoreRefusesBeforeTouchingAnything(t *testing.T) {
 			t.Errorf("%s: %d schemas created", what, n)
 		}
 	}
-	_, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: masterKey(t)}, dst.deps(streams.Definition{}))
+	_, err := backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: keyOf(masterKey(t))}, dst.deps(streams.Definition{}))
 	if !errors.Is(err, backup.ErrWrongMasterKey) {
 		t.Fatalf("restore with another master key: %v, want ErrWrongMasterKey", err)
 	}
@@ -319,10 +319,14 @@ func TestRestoreRefusesBeforeTouchingAnything(t *testing.T) {
 	if err := os.WriteFile(snap, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: kek}, dst.deps(streams.Definition{}))
+	_, err = backup.Restore(ctx, backup.RestoreConfig{Dir: dir, MasterKey: keyOf(kek)}, dst.deps(streams.Definition{}))
 	if !errors.Is(err, backup.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("streams/TP_0_3.snapshot")) {
 		t.Fatalf("restore of a corrupted backup: %v, want ErrCorrupt naming the file", err)
 	}
 	untouched("corrupted snapshot")
 	t.Logf("refused: %v", err)
+}
+
+func keyOf(k *keystore.MasterKey) func() (*keystore.MasterKey, error) {
+	return func() (*keystore.MasterKey, error) { return k, nil }
 }

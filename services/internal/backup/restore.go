@@ -31,10 +31,11 @@ type RestoreConfig struct {
 	Force bool
 	// DryRun checks the backup and the target and changes nothing.
 	DryRun bool
-	// MasterKey is the key store's master key. Required when the backup holds a key
-	// store: it must be the one its data keys are wrapped under (Manifest.KEK), and the
-	// restore ends by re-applying the log's erasures to the key store with it.
-	MasterKey *keystore.MasterKey
+	// MasterKey loads the key store's master key. Required when the backup holds a
+	// key store, and called only then: the key must be the one its data keys are
+	// wrapped under (Manifest.KEK), and the restore ends by re-applying the log's
+	// erasures to the key store with it.
+	MasterKey func() (*keystore.MasterKey, error)
 	// PGRestore is the pg_restore binary ("pg_restore": found on PATH).
 	PGRestore string
 	// Progress, when set, is called as long steps advance.
@@ -150,20 +151,23 @@ func Restore(ctx context.Context, cfg RestoreConfig, deps Deps) (*RestoreReport,
 		rep.CheckedFiles++
 		rep.CheckedBytes += f.Size
 	}
-	hasKeys := slices.ContainsFunc(m.Schemas, func(s SchemaBackup) bool { return s.Name == "keystore" && !s.Absent })
-	if hasKeys {
-		switch {
-		case cfg.MasterKey == nil:
+	var kek *keystore.MasterKey
+	if hasKeyStore(m) {
+		if cfg.MasterKey == nil {
 			return nil, fmt.Errorf("restore: the backup holds a key store: its master key is required (kek %s)", m.KEK)
-		case m.KEK != "" && cfg.MasterKey.ID() != m.KEK:
-			return nil, fmt.Errorf("restore: %w: the backup's data keys are wrapped under kek %s, the master key given is kek %s", ErrWrongMasterKey, m.KEK, cfg.MasterKey.ID())
+		}
+		if kek, err = cfg.MasterKey(); err != nil {
+			return nil, fmt.Errorf("restore: the backup holds a key store (kek %s): master key: %w", m.KEK, err)
+		}
+		if m.KEK != "" && kek.ID() != m.KEK {
+			return nil, fmt.Errorf("restore: %w: the backup's data keys are wrapped under kek %s, the master key given is kek %s", ErrWrongMasterKey, m.KEK, kek.ID())
 		}
 	}
 	js, err := jetstream.New(deps.NATS)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
-	r := &restoreRun{cfg: cfg, deps: deps, m: m, js: js, rep: rep}
+	r := &restoreRun{cfg: cfg, deps: deps, m: m, js: js, rep: rep, kek: kek}
 	if r.tools, err = newPGTools("", cfg.PGRestore, deps.DatabaseURL); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
@@ -218,6 +222,11 @@ type restoreRun struct {
 	js    jetstream.JetStream
 	tools *pgTools
 	rep   *RestoreReport
+	kek   *keystore.MasterKey
+}
+
+func hasKeyStore(m *Manifest) bool {
+	return slices.ContainsFunc(m.Schemas, func(s SchemaBackup) bool { return s.Name == "keystore" && !s.Absent })
 }
 
 // occupied lists what the target already holds of what the restore writes: streams
@@ -479,14 +488,14 @@ func (r *restoreRun) deploy(ctx context.Context) error {
 // the key service does at start: an erasure recorded in the log wins over a key the
 // backup still held.
 func (r *restoreRun) erasures(ctx context.Context) error {
-	if !slices.ContainsFunc(r.m.Schemas, func(s SchemaBackup) bool { return s.Name == "keystore" && !s.Absent }) {
+	if r.kek == nil {
 		return nil
 	}
 	pool := r.deps.Pool
 	if err := keystore.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, pool, r.cfg.MasterKey)
+	store, err := keystore.Open(ctx, pool, r.kek)
 	if err != nil {
 		return err
 	}
