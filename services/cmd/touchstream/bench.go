@@ -41,7 +41,7 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		fs.Lookup("database-url").DefValue = benchDatabaseURL
 	}
 	var o bench.Options
-	fs.StringVar(&o.Suite, "suite", "all", "suite to run: "+strings.Join(bench.Suites, ", ")+" or all")
+	fs.StringVar(&o.Suite, "suite", "all", "suites to run, comma separated: "+strings.Join(bench.Suites, ", ")+", or all")
 	fs.Uint64Var(&o.Seed, "seed", 42, "seed of the generated events: the same seed, the same events")
 	fs.IntVar(&o.Customers, "customers", bench.DefaultCustomers, "customers of the projector's data set (also the query and e2e population; ingest uses at most 100,000)")
 	fs.IntVar(&o.Events, "events", bench.DefaultEvents, "events of the projector's data set (ingest sends at most 200,000, and 100,000 with personal fields)")

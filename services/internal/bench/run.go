@@ -41,7 +41,7 @@ const (
 
 // Options are the pinned inputs and settings of a run.
 type Options struct {
-	// Suite is one of Suites, or "all".
+	// Suite is "all" or a comma-separated list of Suites (run in Suites' order).
 	Suite string
 	// Seed makes the generated events reproducible: the same seed, the same events.
 	Seed uint64
@@ -86,11 +86,33 @@ func (o Options) simChannels() []simulate.Channel {
 	return out
 }
 
+// suites are the suites Suite names, in the order `all` runs them.
+func (o Options) suites() []string {
+	if o.Suite == "all" {
+		return Suites
+	}
+	named := strings.Split(o.Suite, ",")
+	var out []string
+	for _, s := range Suites {
+		if slices.Contains(named, s) {
+			out = append(out, s)
+		}
+	}
+	for _, s := range named {
+		if !slices.Contains(Suites, s) {
+			out = append(out, s) // unknown: Validate names it
+		}
+	}
+	return out
+}
+
 // Validate checks the options.
 func (o Options) Validate() error {
 	var errs []error
-	if o.Suite != "all" && !slices.Contains(Suites, o.Suite) {
-		errs = append(errs, fmt.Errorf("suite %q: want all or one of %s", o.Suite, strings.Join(Suites, ", ")))
+	for _, name := range o.suites() {
+		if !slices.Contains(Suites, name) {
+			errs = append(errs, fmt.Errorf("suite %q: want all or a comma-separated list of %s", name, strings.Join(Suites, ", ")))
+		}
 	}
 	if o.Customers < 1 {
 		errs = append(errs, fmt.Errorf("customers %d: must be positive", o.Customers))
@@ -104,7 +126,7 @@ func (o Options) Validate() error {
 	if err := o.Streams.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if (o.Suite == "all" || o.Suite == "churn") && (o.Simulator == nil || o.ChurnRules == nil || o.ChurnCustomers < 1 || o.ChurnDays < 70) {
+	if slices.Contains(o.suites(), "churn") && (o.Simulator == nil || o.ChurnRules == nil || o.ChurnCustomers < 1 || o.ChurnDays < 70) {
 		errs = append(errs, errors.New("churn suite: simulator parameters, churn rules, at least 1 customer and 70 days (January's snapshots need their outcome) are required"))
 	}
 	if len(o.Channels) == 0 {
@@ -189,10 +211,7 @@ func Run(ctx context.Context, o Options, d Deps) error {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	suites := Suites
-	if o.Suite != "all" {
-		suites = []string{o.Suite}
-	}
+	suites := o.suites()
 	began := time.Now()
 	load := loadAverage()
 	e, err := newEnv(ctx, o, d.Log)
