@@ -442,7 +442,14 @@ func TestBackupRestoreRebuildVerify(t *testing.T) {
 			logBytes += s.Bytes
 		}
 	}
-	t.Logf("stored: log %.0f bytes/event (%d bytes, %d events, uncompressed file store)", float64(logBytes)/float64(inBackup), logBytes, inBackup)
+	var snapBytes int64
+	for _, f := range m.Files {
+		if strings.HasPrefix(f.Path, "streams/TOUCHPOINTS") {
+			snapBytes += f.Size
+		}
+	}
+	t.Logf("stored: log %.0f bytes/event (%d bytes, %d events, uncompressed file store); its snapshots (S2) %.0f bytes/event, %.0f%%",
+		float64(logBytes)/float64(inBackup), logBytes, inBackup, float64(snapBytes)/float64(inBackup), 100*float64(snapBytes)/float64(logBytes))
 	rows, err := dst.pool.Query(ctx, `SELECT n.nspname, c.relname, pg_total_relation_size(c.oid)
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind = 'r' AND n.nspname IN ('timeline_v1', 'customer360_v1', 'loyalty_v1', 'churn_v1', 'servicelevel_v1', 'dedup', 'keystore')
