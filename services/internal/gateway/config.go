@@ -26,6 +26,9 @@ const (
 	DefaultDedupLogInterval = time.Minute
 	DefaultRetryAfter       = time.Second
 	DefaultShutdownTimeout  = 15 * time.Second
+	DefaultHeaderTimeout    = 5 * time.Second
+	DefaultBodyTimeout      = 20 * time.Second
+	DefaultMaxHeaderBytes   = 64 << 10
 	DefaultSubject          = "ingest.*.>"
 	DefaultQueueGroup       = "touchstream-gateway"
 )
@@ -41,6 +44,14 @@ type Config struct {
 	Limits events.Limits
 	// MaxBodyBytes bounds one request body (413 above it).
 	MaxBodyBytes int64
+	// MaxHeaderBytes bounds a request's headers (431 above it).
+	MaxHeaderBytes int
+	// HeaderTimeout bounds reading a request's headers from the moment the connection
+	// is ready to read: a client sending them slowly (slowloris) is disconnected.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body once its headers are in: a body that
+	// has not fully arrived by then is answered 408 and the connection closed.
+	BodyTimeout time.Duration
 	// MaxBatch bounds the events of one request (413 above it).
 	MaxBatch int
 	// MaxInFlight is the gateway's budget of events being processed at once; a request
@@ -84,6 +95,11 @@ func (c *Config) setDefaults() {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = DefaultMaxBatch
 	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	set(&c.HeaderTimeout, DefaultHeaderTimeout)
+	set(&c.BodyTimeout, DefaultBodyTimeout)
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = max(DefaultMaxInFlight, c.MaxBatch)
 	}
@@ -122,6 +138,9 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		add("gateway: MaxBodyBytes %d: must be at least 1024", c.MaxBodyBytes)
 	}
+	if c.MaxHeaderBytes < 4096 {
+		add("gateway: MaxHeaderBytes %d: must be at least 4096", c.MaxHeaderBytes)
+	}
 	if c.MaxBatch < 1 || c.MaxBatch > 100_000 {
 		add("gateway: MaxBatch %d: must be between 1 and 100,000", c.MaxBatch)
 	}
@@ -129,7 +148,8 @@ func (c Config) Validate() error {
 		add("gateway: MaxInFlight %d: must be at least MaxBatch (%d), or no full batch could ever be accepted", c.MaxInFlight, c.MaxBatch)
 	}
 	for name, d := range map[string]time.Duration{"AckTimeout": c.AckTimeout, "RequestTimeout": c.RequestTimeout,
-		"DedupTimeout": c.DedupTimeout, "DedupLogInterval": c.DedupLogInterval, "RetryAfter": c.RetryAfter, "ShutdownTimeout": c.ShutdownTimeout} {
+		"DedupTimeout": c.DedupTimeout, "DedupLogInterval": c.DedupLogInterval, "RetryAfter": c.RetryAfter, "ShutdownTimeout": c.ShutdownTimeout,
+		"HeaderTimeout": c.HeaderTimeout, "BodyTimeout": c.BodyTimeout} {
 		if d < 0 {
 			add("gateway: %s %s: must be positive", name, d)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -47,8 +48,8 @@ func decodeStructured(raw []byte) input {
 	if err := json.Unmarshal(raw, &attrs); err != nil {
 		return refusedInput("", "not valid JSON: "+jsonErrorReason(err))
 	}
-	if ptr, ok := duplicateKey(raw); ok {
-		return refusedInput(ptr, "the key appears more than once in its object: send each key once")
+	if p := strictJSON(raw); p != nil {
+		return refusedInput(p.pointer, p.reason)
 	}
 	var in input
 	e := &events.Event{}
@@ -121,6 +122,9 @@ func decodeBatch(body []byte, maxBatch int) ([]input, error) {
 	}
 	var raws []json.RawMessage
 	if err := json.Unmarshal(body, &raws); err != nil {
+		if err := validJSON(body); err != nil {
+			return nil, err
+		}
 		return nil, badRequestf("body is not a JSON array: %s", jsonErrorReason(err))
 	}
 	if len(raws) == 0 {
@@ -145,10 +149,8 @@ func decodeSingle(body []byte) ([]input, error) {
 	if body[0] != '{' {
 		return nil, badRequestf("structured mode carries one event as a JSON object")
 	}
-	if !json.Valid(body) {
-		var v any
-		err := json.Unmarshal(body, &v)
-		return nil, badRequestf("body is not valid JSON: %s", jsonErrorReason(err))
+	if err := validJSON(body); err != nil {
+		return nil, err
 	}
 	return []input{decodeStructured(body)}, nil
 }
@@ -160,10 +162,8 @@ func decodeBinary(h http.Header, body []byte) ([]input, error) {
 	if len(body) == 0 {
 		return nil, badRequestf("empty body: binary mode carries the event's data (a JSON object) as the body")
 	}
-	if !json.Valid(body) {
-		var v any
-		err := json.Unmarshal(body, &v)
-		return nil, badRequestf("body is not valid JSON: %s", jsonErrorReason(err))
+	if err := validJSON(body); err != nil {
+		return nil, err
 	}
 	var in input
 	e := &events.Event{Data: body}
@@ -204,10 +204,8 @@ func decodeBinary(h http.Header, body []byte) ([]input, error) {
 		}
 		e.Partition = n
 	}
-	if body[0] == '{' {
-		if ptr, ok := duplicateKey(body); ok {
-			in.add("/data"+ptr, "the key appears more than once in its object: send each key once")
-		}
+	if p := strictJSON(body); p != nil {
+		in.add("/data"+p.pointer, p.reason)
 	}
 	if len(in.errs) > 0 {
 		return []input{in}, nil
@@ -265,6 +263,20 @@ func (in *input) time(field, s string) time.Time {
 	return t
 }
 
+// validJSON refuses a body that is not one JSON value, saying where it breaks; a
+// valid value followed by anything but white space is named as trailing data.
+func validJSON(body []byte) error {
+	if json.Valid(body) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var v json.RawMessage
+	if err := dec.Decode(&v); err != nil {
+		return badRequestf("body is not valid JSON: %s", jsonErrorReason(err))
+	}
+	return badRequestf("body is not valid JSON: trailing data after the JSON value at byte %d", dec.InputOffset())
+}
+
 // jsonErrorReason describes a JSON syntax error without quoting the input.
 func jsonErrorReason(err error) string {
 	var se *json.SyntaxError
@@ -275,162 +287,8 @@ func jsonErrorReason(err error) string {
 	if errors.As(err, &te) {
 		return fmt.Sprintf("unexpected JSON %s at byte %d", te.Value, te.Offset)
 	}
-	if err != nil && strings.Contains(err.Error(), "unexpected end of JSON input") {
+	if errors.Is(err, io.ErrUnexpectedEOF) || err != nil && strings.Contains(err.Error(), "unexpected end of JSON input") {
 		return "unexpected end of input"
 	}
 	return "malformed JSON"
-}
-
-// duplicateKey reports the JSON pointer of the first key that appears twice in one
-// object of a valid JSON document. It is one pass over the bytes without decoding
-// values; a key is unescaped only when it holds an escape.
-func duplicateKey(b []byte) (string, bool) {
-	s := dupScanner{b: b}
-	s.value()
-	if !s.found {
-		return "", false
-	}
-	var p strings.Builder
-	for _, t := range s.path {
-		p.WriteByte('/')
-		p.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(t))
-	}
-	return p.String(), true
-}
-
-type dupScanner struct {
-	b     []byte
-	i     int
-	path  []string
-	found bool
-}
-
-func (s *dupScanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\r', '\n':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *dupScanner) value() {
-	s.ws()
-	if s.i >= len(s.b) {
-		return
-	}
-	switch s.b[s.i] {
-	case '{':
-		s.object()
-	case '[':
-		s.i++
-		for n := 0; !s.found; n++ {
-			s.ws()
-			if s.i >= len(s.b) || s.b[s.i] == ']' {
-				s.i++
-				return
-			}
-			s.path = append(s.path, strconv.Itoa(n))
-			s.value()
-			if s.found {
-				return
-			}
-			s.path = s.path[:len(s.path)-1]
-			s.ws()
-			if s.i < len(s.b) && s.b[s.i] == ',' {
-				s.i++
-			}
-		}
-	case '"':
-		s.str()
-	default:
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case ',', '}', ']', ' ', '\t', '\r', '\n':
-				return
-			}
-			s.i++
-		}
-	}
-}
-
-func (s *dupScanner) object() {
-	s.i++ // '{'
-	var keys [][]byte
-	var set map[string]struct{}
-	for !s.found {
-		s.ws()
-		if s.i >= len(s.b) || s.b[s.i] == '}' {
-			s.i++
-			return
-		}
-		k := s.str()
-		dup := false
-		if set != nil {
-			_, dup = set[string(k)]
-			set[string(k)] = struct{}{}
-		} else {
-			for _, o := range keys {
-				if bytes.Equal(o, k) {
-					dup = true
-					break
-				}
-			}
-			keys = append(keys, k)
-			if len(keys) > 16 {
-				set = make(map[string]struct{}, 32)
-				for _, o := range keys {
-					set[string(o)] = struct{}{}
-				}
-			}
-		}
-		s.path = append(s.path, string(k))
-		if dup {
-			s.found = true
-			return
-		}
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == ':' {
-			s.i++
-		}
-		s.value()
-		if s.found {
-			return
-		}
-		s.path = s.path[:len(s.path)-1]
-		s.ws()
-		if s.i < len(s.b) && s.b[s.i] == ',' {
-			s.i++
-		}
-	}
-}
-
-// str reads a string starting at '"' and returns its unescaped content.
-func (s *dupScanner) str() []byte {
-	start := s.i
-	s.i++
-	escaped := false
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		if c == '\\' {
-			escaped = true
-			s.i += 2
-			continue
-		}
-		s.i++
-		if c == '"' {
-			break
-		}
-	}
-	end := min(s.i, len(s.b))
-	if !escaped {
-		return s.b[min(start+1, end):max(end-1, start+1)]
-	}
-	var v string
-	if err := json.Unmarshal(s.b[start:end], &v); err != nil {
-		return s.b[start:end]
-	}
-	return []byte(v)
 }

@@ -13,11 +13,24 @@
 // The channel is identified by its API key (Authorization: Bearer <key>, or
 // X-API-Key); keys are configured only as SHA-256 hashes (deploy/channels.json).
 //
-// NATS request-reply, subject ingest.<channel>.> in queue group touchstream-gateway:
-// the second token names the channel (NATS permissions let each channel's identity
-// publish only on its own subject); the body is one structured-mode event or a batch
-// array. The reply is the same JSON body as over HTTP with "status", the HTTP-equivalent
-// code, and it is sent only after the events are stored.
+// NATS request-reply, subject ingest.<channel>.<type> (events.ChannelSubject) in queue
+// group touchstream-gateway: the second token names the channel and the rest the event
+// type, so that NATS permissions let each channel's identity publish only on its own
+// subjects and only for its allowed types (services/internal/natsauth); the body is one
+// structured-mode event or a batch array of events of that type (an event of another
+// type is refused at /type). The reply is the same JSON body as over HTTP with
+// "status", the HTTP-equivalent code, and it is sent only after the events are stored.
+//
+// # Hostile input
+//
+// Every event is checked as strict JSON before its schema (see strictJSON): a key
+// given twice, nesting deeper than MaxDepth, a number beyond a 64-bit float (1e400) or
+// beyond ±2^53, invalid UTF-8, a lone UTF-16 surrogate escape and a NUL character are
+// refused, each at the JSON pointer of the field (/data/amount/fen), without quoting
+// the value. A body that is not one JSON value (trailing data, truncated) is 400.
+// Headers are bounded by MaxHeaderBytes (431) and must arrive within HeaderTimeout
+// (the connection is closed: slowloris); the body must arrive within BodyTimeout of
+// the headers (408, connection closed) and within MaxBodyBytes (413).
 //
 // # Guarantees
 //
@@ -44,8 +57,9 @@
 // every event forbidden to the channel (source or type); 422 none stored and some
 // refused; 503 none stored and none refused (unknown or failed: retry the request), or
 // the gateway over its in-flight budget, or NATS down (with Retry-After); 400 a body
-// that is not events at all (with the reason); 401 missing or unknown key; 413 a body
-// over the limit, a batch over the count limit or the channel's burst; 415 an
+// that is not events at all (with the reason); 401 missing or unknown key; 408 a body
+// that did not arrive in time; 413 a body over the limit, a batch over the count limit
+// or the channel's burst; 431 headers over the limit; 415 an
 // unsupported Content-Type; 429 a channel over its rate limit (with Retry-After); 500
 // an internal error, logged with the request id.
 //

@@ -423,7 +423,8 @@ func TestNATSDoor(t *testing.T) {
 		}
 	})
 	client := e.ns.Connect(t)
-	waitResponder(t, client, "ingest.store.v1")
+	const door = "ingest.store.recharge.completed"
+	waitResponder(t, client, door)
 	tests := []struct {
 		name     string
 		subject  string
@@ -431,13 +432,16 @@ func TestNATSDoor(t *testing.T) {
 		wantCode int
 		wantOut  []string
 	}{
-		{name: "batch", subject: "ingest.store.v1", body: batch(t, rechargeEvent(storeSrc, "nd-1", "C-1", 100), registeredEvent(storeSrc, "nd-2", "C-2")),
+		{name: "batch", subject: door, body: batch(t, rechargeEvent(storeSrc, "nd-1", "C-1", 100), rechargeEvent(storeSrc, "nd-2", "C-2", 100)),
 			wantCode: 200, wantOut: []string{"stored", "stored"}},
-		{name: "one event", subject: "ingest.store.v1", body: mustJSON(t, rechargeEvent(storeSrc, "nd-3", "C-1", 100)), wantCode: 200, wantOut: []string{"stored"}},
-		{name: "resent", subject: "ingest.store.v1", body: mustJSON(t, rechargeEvent(storeSrc, "nd-3", "C-1", 100)), wantCode: 200, wantOut: []string{"duplicate"}},
-		{name: "the subject names the channel", subject: "ingest.recharge.v1", body: mustJSON(t, rechargeEvent(storeSrc, "nd-4", "C-1", 100)), wantCode: 403, wantOut: []string{"refused"}},
-		{name: "unknown channel", subject: "ingest.nobody.v1", body: mustJSON(t, rechargeEvent(storeSrc, "nd-5", "C-1", 100)), wantCode: 404},
-		{name: "not JSON", subject: "ingest.store.v1", body: []byte("hello"), wantCode: 400},
+		{name: "one event", subject: door, body: mustJSON(t, rechargeEvent(storeSrc, "nd-3", "C-1", 100)), wantCode: 200, wantOut: []string{"stored"}},
+		{name: "resent", subject: door, body: mustJSON(t, rechargeEvent(storeSrc, "nd-3", "C-1", 100)), wantCode: 200, wantOut: []string{"duplicate"}},
+		{name: "the subject carries the type", subject: "ingest.store.customer.registered",
+			body: batch(t, registeredEvent(storeSrc, "nd-6", "C-2"), rechargeEvent(storeSrc, "nd-7", "C-2", 100)), wantCode: 207, wantOut: []string{"stored", "refused"}},
+		{name: "the subject names the channel", subject: "ingest.recharge.recharge.completed", body: mustJSON(t, rechargeEvent(storeSrc, "nd-4", "C-1", 100)), wantCode: 403, wantOut: []string{"refused"}},
+		{name: "unknown channel", subject: "ingest.nobody.recharge.completed", body: mustJSON(t, rechargeEvent(storeSrc, "nd-5", "C-1", 100)), wantCode: 404},
+		{name: "a subject without the type", subject: "ingest.store.v1", body: mustJSON(t, rechargeEvent(storeSrc, "nd-8", "C-1", 100)), wantCode: 400},
+		{name: "not JSON", subject: door, body: []byte("hello"), wantCode: 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -519,7 +523,7 @@ func TestShutdownDrains(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.gw.Run(ctx) }()
 	client := e.ns.Connect(t)
-	waitResponder(t, client, "ingest.store.v1")
+	waitResponder(t, client, "ingest.store.customer.registered")
 
 	release := e.keys.holdRequests()
 	defer release()
@@ -532,7 +536,7 @@ func TestShutdownDrains(t *testing.T) {
 	var natsReply gateway.Response
 	var natsErr error
 	wg.Go(func() {
-		m, err := client.Request("ingest.store.v1", mustJSON(t, registeredEvent(storeSrc, "sd-2", "C-2")), 20*time.Second)
+		m, err := client.Request("ingest.store.customer.registered", mustJSON(t, registeredEvent(storeSrc, "sd-2", "C-2")), 20*time.Second)
 		if natsErr = err; err == nil {
 			natsErr = json.Unmarshal(m.Data, &natsReply)
 		}
@@ -564,7 +568,7 @@ func TestShutdownDrains(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		t.Errorf("the listener still accepts after Run returned")
 	}
-	if _, err := client.Request("ingest.store.v1", []byte("{}"), 300*time.Millisecond); err == nil {
+	if _, err := client.Request("ingest.store.customer.registered", []byte("{}"), 300*time.Millisecond); err == nil {
 		t.Errorf("the NATS door still answers after Run returned")
 	}
 }

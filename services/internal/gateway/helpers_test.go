@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -156,6 +157,7 @@ type envOpts struct {
 	dupWindow time.Duration         // stream duplicate window; default 2m
 	cfg       func(*gateway.Config) // adjusts the gateway configuration
 	noServer  bool                  // do not start an httptest server
+	serve     bool                  // serve with Run (its http.Server and timeouts) instead of httptest
 	noKeys    bool                  // no key service answers
 	deps      func(*gateway.Deps)
 }
@@ -170,6 +172,7 @@ type env struct {
 	gw     *gateway.Gateway
 	reg    *prometheus.Registry
 	url    string
+	addr   string // host:port of the listener, with serve
 	def    streams.Definition
 }
 
@@ -212,10 +215,20 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.deps != nil {
 		o.deps(&deps)
 	}
+	if o.serve {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps.Listener, e.addr = ln, ln.Addr().String()
+	}
 	if e.gw, err = gateway.New(cfg, deps); err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
-	if !o.noServer {
+	if o.serve {
+		testkit.Go(t, "gateway", 15*time.Second, e.gw.Run)
+		e.url = "http://" + e.addr + "/v1/events"
+	} else if !o.noServer {
 		srv := httptest.NewServer(e.gw.Handler())
 		t.Cleanup(srv.Close)
 		e.url = srv.URL + "/v1/events"
@@ -233,7 +246,17 @@ type reply struct {
 
 func (e *env) post(t testing.TB, key, contentType string, body []byte, header map[string]string) reply {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.url, bytes.NewReader(body))
+	r := postRaw(t, e.url, key, contentType, body, header)
+	if err := json.Unmarshal(r.raw, &r.body); err != nil {
+		t.Fatalf("response is not JSON (%d): %s", r.code, r.raw)
+	}
+	return r
+}
+
+// postRaw posts body and returns the answer whatever it is (body left undecoded).
+func postRaw(t testing.TB, url, key, contentType string, body []byte, header map[string]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,11 +278,7 @@ func (e *env) post(t testing.TB, key, contentType string, body []byte, header ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := reply{code: resp.StatusCode, header: resp.Header, raw: raw}
-	if err := json.Unmarshal(raw, &r.body); err != nil {
-		t.Fatalf("response is not JSON (%d): %s", resp.StatusCode, raw)
-	}
-	return r
+	return reply{code: resp.StatusCode, header: resp.Header, raw: raw}
 }
 
 const (

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,6 +63,9 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 			"refused", resp.Refused, "unknown", resp.Unknown, "failed", resp.Failed,
 			"duration_ms", time.Since(start).Milliseconds())
 	}()
+	// A slow body holds a connection and a goroutine: it must be in by the deadline.
+	// (Without a connection, as under httptest's recorder, there is nothing to bound.)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(g.cfg.BodyTimeout))
 	ch, resp, code = g.handleHTTP(r, reqID)
 }
 
@@ -96,7 +100,12 @@ func (g *Gateway) handleHTTP(r *http.Request, reqID string) (*channel, *Response
 		return ch, resp, code
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, g.cfg.MaxBodyBytes+1))
-	if err != nil {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		resp, code := errorResponse(reqID, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within %s of the headers", g.cfg.BodyTimeout))
+		return ch, resp, code
+	case err != nil:
 		resp, code := errorResponse(reqID, http.StatusBadRequest, "could not read the body")
 		return ch, resp, code
 	}

@@ -8,10 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/touchstream/touchstream/events"
 )
 
 // Run serves the HTTP door and the NATS request-reply door until ctx is cancelled,
@@ -27,11 +28,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           g.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: g.cfg.HeaderTimeout,
+		// The body's deadline is set per request once its headers are in (serveEvents).
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: g.cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	sub, err := g.nc.QueueSubscribe(g.cfg.Subject, g.cfg.QueueGroup, g.onNATS)
 	if err != nil {
@@ -77,9 +78,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return serveErr
 }
 
-// onNATS answers a request on ingest.<channel>.>: the body is one structured-mode
-// event or a batch array; the reply is the Response, with Status set, sent after the
-// events are stored.
+// onNATS answers a request on ingest.<channel>.<type>: the body is one
+// structured-mode event or a batch array of events of that type; the reply is the
+// Response, with Status set, sent after the events are stored.
 func (g *Gateway) onNATS(msg *nats.Msg) {
 	g.handlers.Add(1)
 	go func() {
@@ -117,12 +118,12 @@ func (g *Gateway) serveNATS(msg *nats.Msg) {
 			"refused", resp.Refused, "unknown", resp.Unknown, "failed", resp.Failed,
 			"duration_ms", time.Since(start).Milliseconds())
 	}()
-	tokens := strings.SplitN(msg.Subject, ".", 3)
-	if len(tokens) < 3 {
-		resp, code = errorResponse(reqID, 400, "subject must be ingest.<channel>.<anything>")
+	chName, typ, err := events.ParseChannelSubject(msg.Subject)
+	if err != nil {
+		resp, code = errorResponse(reqID, 400, err.Error())
 		return
 	}
-	ch := g.byName[tokens[1]]
+	ch := g.byName[chName]
 	if ch == nil {
 		resp, code = errorResponse(reqID, 404, "no such channel")
 		return
@@ -136,6 +137,13 @@ func (g *Gateway) serveNATS(msg *nats.Msg) {
 	if err != nil {
 		resp, code = decodeError(reqID, err)
 		return
+	}
+	// The subject names the type its permission was granted for: an event of another
+	// type is refused, so a channel's NATS permissions bound what it can write.
+	for i := range in {
+		if e := in[i].ev; e != nil && e.Type != typ {
+			in[i] = refusedInput("/type", fmt.Sprintf("the subject %s carries %s events only", msg.Subject, typ))
+		}
 	}
 	resp, code = g.process(context.Background(), ch, in, reqID)
 }
