@@ -176,6 +176,7 @@ func TestComposeSecrets(t *testing.T) {
 func natsEnv(t *testing.T) {
 	t.Setenv("TOUCHSTREAM_NATS_PASSWORD", "test-nats")
 	t.Setenv("NATS_SYSTEM_PASSWORD", "test-sys")
+	nkeyEnv(t)
 }
 
 func TestNATSNodeConfigs(t *testing.T) {
@@ -212,7 +213,7 @@ func TestNATSNodeConfigs(t *testing.T) {
 					t.Errorf("user %s: password not taken from the environment", u.Username)
 				}
 			}
-			if diff := cmp.Diff(map[string]string{"sys": "SYS", "touchstream": "TOUCHSTREAM"}, users); diff != "" {
+			if diff := cmp.Diff(map[string]string{"sys": "SYS"}, users); diff != "" {
 				t.Errorf("users by account (-want +got):\n%s", diff)
 			}
 		})

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -774,4 +776,79 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// nkeyEnv sets every public nkey variable accounts.conf names to a fresh user key,
+// as the nats-server's environment would, and returns them by variable.
+func nkeyEnv(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("nats/accounts.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, m := range regexp.MustCompile(`\$(NKEY_[A-Z0-9_]+)`).FindAllStringSubmatch(string(b), -1) {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		t.Setenv(m[1], pub)
+		out[m[1]] = pub
+	}
+	return out
+}
+
+// TestNATSAccounts parses accounts.conf (rendered from the identity table by
+// `touchstream nats accounts`; services/internal/natsauth checks it matches) with the
+// server's own parser: only the system user has a password; every identity of the
+// TOUCHSTREAM account is an nkey user with explicit publish and subscribe allow lists;
+// exactly one may use the whole JetStream API (streams apply), none may publish on
+// every log subject, and the channels publish only on their own door subjects.
+func TestNATSAccounts(t *testing.T) {
+	keys := nkeyEnv(t)
+	t.Setenv("NATS_SYSTEM_PASSWORD", "test-sys")
+	o, err := server.ProcessConfigFile("nats/accounts.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range o.Users {
+		if u.Account == nil || u.Account.Name != "SYS" {
+			t.Errorf("password user %s outside the system account: identities are nkeys", u.Username)
+		}
+	}
+	if len(o.Nkeys) < len(keys) || len(keys) < 11 {
+		t.Fatalf("%d nkey users for %d variables: want one per service (11) and channel", len(o.Nkeys), len(keys))
+	}
+	admins, channels := 0, 0
+	for _, u := range o.Nkeys {
+		p := u.Permissions
+		if u.Account == nil || u.Account.Name != "TOUCHSTREAM" || p == nil || p.Publish == nil || p.Subscribe == nil ||
+			len(p.Publish.Allow) == 0 || len(p.Subscribe.Allow) == 0 {
+			t.Fatalf("nkey user %s: account %v, permissions %+v: want TOUCHSTREAM with allow lists", u.Nkey, u.Account, p)
+		}
+		for _, s := range p.Publish.Allow {
+			switch {
+			case s == "$JS.API.>":
+				admins++
+			case s == "tp.>" || s == "tp.*.>" || s == ">":
+				t.Errorf("nkey user %s may publish on every log subject (%s)", u.Nkey, s)
+			}
+		}
+		if strings.HasPrefix(p.Publish.Allow[0], "ingest.") {
+			channels++
+			door := strings.Join(strings.SplitN(p.Publish.Allow[0], ".", 3)[:2], ".") + "."
+			for _, s := range p.Publish.Allow {
+				if !strings.HasPrefix(s, door) {
+					t.Errorf("channel %s may publish on %s", door, s)
+				}
+			}
+		}
+	}
+	if admins != 1 {
+		t.Errorf("%d identities may use the whole JetStream API, want 1 (streams)", admins)
+	}
+	if channels == 0 {
+		t.Error("no channel identities")
+	}
 }

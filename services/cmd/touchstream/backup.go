@@ -105,7 +105,7 @@ func connectBackup(ctx context.Context, c *config.Common, name string, restoring
 	if err != nil {
 		return backup.Deps{}, nil, err
 	}
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-"+name, log)
+	nc, err := natsconn.Dial(natsconn.For(c, name), log)
 	if err != nil {
 		pool.Close()
 		return backup.Deps{}, nil, err

@@ -37,7 +37,7 @@ func runClock(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		return err
 	}
 	log := c.Logger().With("service", "clock")
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-clock", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "clock"), log)
 	if err != nil {
 		return err
 	}

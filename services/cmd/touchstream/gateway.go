@@ -61,7 +61,7 @@ func runGateway(ctx context.Context, args []string, env config.Env, stdout io.Wr
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-gateway", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "gateway"), log)
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func runKeys(ctx context.Context, args []string, env config.Env, stdout io.Write
 		return err
 	}
 
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-keys", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "keys"), log)
 	if err != nil {
 		return err
 	}

@@ -151,7 +151,7 @@ func notifyRun(ctx context.Context, c *config.Common, f notifyFlags, env config.
 		return err
 	}
 	defer pool.Close()
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-notify", log)
+	nc, err := natsconn.Dial(natsconn.For(c, "notify"), log)
 	if err != nil {
 		return err
 	}

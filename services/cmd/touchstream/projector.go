@@ -380,7 +380,7 @@ func runProjector(ctx context.Context, args []string, env config.Env, stdout io.
 		return err
 	}
 	defer pool.Close()
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-projector", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "projector"), log)
 	if err != nil {
 		return err
 	}

@@ -164,7 +164,7 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 		return err
 	}
 	defer pool.Close()
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-query", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "query"), log)
 	if err != nil {
 		return err
 	}

@@ -89,7 +89,7 @@ Flags:`)
 	if err := redeem.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-redeem", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "redeem"), log)
 	if err != nil {
 		return err
 	}

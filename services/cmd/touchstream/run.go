@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/touchstream/touchstream/events"
@@ -22,10 +21,9 @@ import (
 	"github.com/touchstream/touchstream/services/internal/admin"
 	"github.com/touchstream/touchstream/services/internal/clock"
 	"github.com/touchstream/touchstream/services/internal/config"
-	"github.com/touchstream/touchstream/services/internal/embedded"
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/keystore"
-	"github.com/touchstream/touchstream/services/internal/natsconn"
+	"github.com/touchstream/touchstream/services/internal/natsauth"
 	"github.com/touchstream/touchstream/services/internal/notify"
 	"github.com/touchstream/touchstream/services/internal/pgsetup"
 	"github.com/touchstream/touchstream/services/internal/query"
@@ -36,6 +34,7 @@ import (
 // runFlags are the settings of the all-in-one development default.
 type runFlags struct {
 	natsPort  int
+	natsTLS   config.NATSServerTLS
 	gateway   string
 	query     string
 	redeem    string
@@ -57,6 +56,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	c.Register(fs, env)
 	var f runFlags
 	fs.IntVar(&f.natsPort, "nats-port", 4333, "port of the embedded nats-server (when --nats-url is empty)")
+	f.natsTLS.Register(fs, env)
 	fs.StringVar(&f.gateway, "gateway-addr", gateway.DefaultAddr, "gateway HTTP listen address")
 	fs.StringVar(&f.query, "query-addr", query.DefaultAddr, "query API listen address")
 	fs.StringVar(&f.redeem, "redeem-addr", redeem.DefaultAddr, "loyalty redemption API listen address")
@@ -70,29 +70,56 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if f.access.file == "" {
 		f.access.file = c.DeployFile("access.json") // the development staff tokens
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(c.Validate(), f.natsTLS.Validate()); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	log := c.Logger()
 	started := time.Now()
 
-	// NATS: embedded unless an external server is named. It stops last.
-	var nsrv *embedded.Server
-	if c.NATSURL == "" {
-		var err error
-		nsrv, err = embedded.Start(embedded.Config{Port: f.natsPort, StoreDir: filepath.Join(c.DataDir, "nats")}, log.With("service", "nats"))
-		if err != nil {
-			return err
-		}
-		defer nsrv.Shutdown()
-		c.NATSURL = nsrv.URL()
-	}
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-run", log)
+	// NATS: embedded unless an external server is named, every service on its own
+	// identity (ADR 29). It stops last.
+	conns, nsrv, err := startRunNATS(&c, f.natsPort, f.natsTLS, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	if nsrv != nil {
+		defer nsrv.Shutdown()
+		c.NATSURL = nsrv.URL()
+	}
+	defer func() { _ = conns.close() }()
+	nc, js, err := conns.conn(natsauth.Streams)
+	if err != nil {
+		return err
+	}
+	keysNC, keysJS, err := conns.conn(natsauth.Keys)
+	if err != nil {
+		return err
+	}
+	gwNC, _, err := conns.conn(natsauth.Gateway)
+	if err != nil {
+		return err
+	}
+	projNC, projJS, err := conns.conn(natsauth.Projector)
+	if err != nil {
+		return err
+	}
+	qryNC, _, err := conns.conn(natsauth.Query)
+	if err != nil {
+		return err
+	}
+	rdmNC, _, err := conns.conn(natsauth.Redeem)
+	if err != nil {
+		return err
+	}
+	clockNC, _, err := conns.conn(natsauth.Clock)
+	if err != nil {
+		return err
+	}
+	loyNC, loyJS, err := conns.conn(natsauth.Loyalty)
+	if err != nil {
+		return err
+	}
+	opsNC, opsJS, err := conns.conn(natsauth.Ops)
 	if err != nil {
 		return err
 	}
@@ -137,12 +164,12 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	keySvc, err := keystore.NewService(keystore.ServiceConfig{}, keystore.ServiceDeps{Store: store, NC: nc, Log: log.With("service", "keys"), Registry: reg,
-		Erasures: &keystore.ErasureLog{JS: js, Layout: def.Layout}})
+	keySvc, err := keystore.NewService(keystore.ServiceConfig{}, keystore.ServiceDeps{Store: store, NC: keysNC, Log: log.With("service", "keys"), Registry: reg,
+		Erasures: &keystore.ErasureLog{JS: keysJS, Layout: def.Layout}})
 	if err != nil {
 		return err
 	}
-	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
+	keys := events.NewKeyClient(projNC, events.KeyClientConfig{})
 
 	// Gateway.
 	channels, err := gateway.LoadChannels(c.DeployFile("channels.json"))
@@ -153,7 +180,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{Addr: f.gateway, Channels: channels}, gateway.Deps{
-		NATS: nc, Layout: def.Layout, Catalog: cat, Keys: keys, Dedup: pool, Registry: reg, Log: log.With("service", "gateway"),
+		NATS: gwNC, Layout: def.Layout, Catalog: cat, Keys: events.NewKeyClient(gwNC, events.KeyClientConfig{}), Dedup: pool, Registry: reg, Log: log.With("service", "gateway"),
 	})
 	if err != nil {
 		return err
@@ -168,16 +195,16 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	opened, err := ensureClubOpen(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log}, club)
+	opened, err := ensureClubOpen(ctx, &toolConn{pool: pool, nc: loyNC, js: loyJS, def: def, cat: cat, log: log}, club)
 	if err != nil {
 		return fmt.Errorf("open the loyalty club: %w", err)
 	}
 	if opened != "" {
 		log.Info("loyalty club opened with the newest rule version (embedded default)", "version", opened)
 	}
-	projDeps := projectorDeps{pool: pool, nc: nc, js: js, layout: def.Layout, cat: cat, tiers: tiers,
+	projDeps := projectorDeps{pool: pool, nc: projNC, js: projJS, layout: def.Layout, cat: cat, tiers: tiers,
 		phoneKey: phoneKey, keys: keys, registry: reg, log: log.With("service", "projector"), loyalty: club, churn: churnRules, outbox: true, serviceLevel: true}
-	cmds, err := newCommandPublisher(ctx, nc, def.Layout)
+	cmds, err := newCommandPublisher(ctx, qryNC, def.Layout)
 	if err != nil {
 		return err
 	}
@@ -185,7 +212,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err := redeem.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	rdm, rdmPub, err := buildRedeem(ctx, redeemFlags{addr: f.redeem}, redeemDeps{pool: pool, nc: nc, layout: def.Layout,
+	rdm, rdmPub, err := buildRedeem(ctx, redeemFlags{addr: f.redeem}, redeemDeps{pool: pool, nc: rdmNC, layout: def.Layout,
 		registry: reg, log: log.With("service", "redeem")})
 	if err != nil {
 		return err
@@ -195,7 +222,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log, privacy: privacy}, projDeps, gate.Authorize)
+	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: opsNC, js: opsJS, def: def, cat: cat, log: log, privacy: privacy}, projDeps, gate.Authorize)
 	if err != nil {
 		return err
 	}
@@ -204,7 +231,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: keys, layout: def.Layout, phoneKey: phoneKey,
+	qry, err := buildQuery(queryFlags{addr: f.query}, queryDeps{db: pool, keys: events.NewKeyClient(qryNC, events.KeyClientConfig{}), layout: def.Layout, phoneKey: phoneKey,
 		tiers: tiers, registry: reg, log: log.With("service", "query"), loyalty: club, commands: cmds, routes: conRoutes,
 		gate: gate, audit: auditLog})
 	if err != nil {
@@ -217,7 +244,11 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 		if err != nil {
 			return err
 		}
-		if ntf, err = notify.New(cfg, notify.Deps{Pool: pool, NATS: nc, Registry: reg, Log: log.With("service", "notify")}); err != nil {
+		ntfNC, _, err := conns.conn(natsauth.Notify)
+		if err != nil {
+			return err
+		}
+		if ntf, err = notify.New(cfg, notify.Deps{Pool: pool, NATS: ntfNC, Registry: reg, Log: log.With("service", "notify")}); err != nil {
 			return err
 		}
 	}
@@ -226,7 +257,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	clockPub, err := events.NewPublisher(ctx, nc, events.WithLayout(def.Layout), events.WithSource(clock.Source))
+	clockPub, err := events.NewPublisher(ctx, clockNC, events.WithLayout(def.Layout), events.WithSource(clock.Source))
 	if err != nil {
 		return err
 	}
@@ -282,7 +313,7 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	g.Go(func() error { return con.Run(gctx) })
 	g.Go(func() error { return rdm.Run(gctx) })
 	g.Go(func() error { return adm.Run(gctx) })
-	fwd := outbox.Forwarder{Pool: pool, JS: js, Stream: def.SignalsConfig().Name, Registry: reg, Log: log.With("service", "signals")}
+	fwd := outbox.Forwarder{Pool: pool, JS: projJS, Stream: def.SignalsConfig().Name, Registry: reg, Log: log.With("service", "signals")}
 	g.Go(func() error { return fwd.Run(gctx) })
 	g.Go(func() error { return ticker.Run(gctx) })
 	if ntf != nil {
@@ -295,7 +326,6 @@ func runAll(ctx context.Context, args []string, env config.Env, stdout io.Writer
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	_ = nc.FlushTimeout(2 * time.Second)
 	return err
 }
 

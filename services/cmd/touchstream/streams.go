@@ -44,7 +44,7 @@ func runStreams(ctx context.Context, args []string, env config.Env, stdout io.Wr
 		return err
 	}
 	log := c.Logger()
-	nc, err := natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-streams", log)
+	nc, err := natsconn.Dial(natsconn.For(&c, "streams"), log)
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func connectTool(ctx context.Context, c *config.Common, name string, maxConns in
 	if t.pool, err = pgsetup.Open(ctx, c.DatabaseURL, maxConns, false); err != nil {
 		return nil, err
 	}
-	if t.nc, err = natsconn.Connect(c.NATSURL, c.NATSCreds, "touchstream-"+name, t.log); err != nil {
+	if t.nc, err = natsconn.Dial(natsconn.For(c, name), t.log); err != nil {
 		t.close()
 		return nil, err
 	}

@@ -21,6 +21,7 @@ type Common struct {
 	DataDir     string // local state for the embedded default (NATS store, keys)
 	NATSURL     string // external NATS; empty means the embedded server (run only)
 	NATSCreds   string // credentials file for the NATS identity of this process
+	NATSTLS     NATSTLS
 	DatabaseURL string
 	LogLevel    slog.Level
 	LogFormat   string // text or json
@@ -50,6 +51,7 @@ func (c *Common) Register(fs *flag.FlagSet, env Env) {
 	fs.StringVar(&c.DataDir, "data-dir", def("TOUCHSTREAM_DATA_DIR", ".data"), "local state for the embedded default (env TOUCHSTREAM_DATA_DIR)")
 	fs.StringVar(&c.NATSURL, "nats-url", def("TOUCHSTREAM_NATS_URL", ""), "NATS server URL(s), comma separated (env TOUCHSTREAM_NATS_URL)")
 	fs.StringVar(&c.NATSCreds, "nats-creds", def("TOUCHSTREAM_NATS_CREDS", ""), "NATS credentials file of this process's identity (env TOUCHSTREAM_NATS_CREDS)")
+	c.NATSTLS.register(fs, def)
 	fs.StringVar(&c.DatabaseURL, "database-url", def("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/touchstream?sslmode=disable"), "PostgreSQL URL (env DATABASE_URL)")
 	fs.TextVar(&c.LogLevel, "log-level", levelDefault(env("TOUCHSTREAM_LOG_LEVEL")), "log level: debug, info, warn, error (env TOUCHSTREAM_LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", def("TOUCHSTREAM_LOG_FORMAT", "text"), "log format: text or json (env TOUCHSTREAM_LOG_FORMAT)")
@@ -73,6 +75,7 @@ func (c *Common) Validate() error {
 	} else if st, err := os.Stat(c.DeployDir); err != nil || !st.IsDir() {
 		errs = append(errs, fmt.Errorf("--deploy-dir (TOUCHSTREAM_DEPLOY_DIR) %q: not a directory", c.DeployDir))
 	}
+	errs = append(errs, c.NATSTLS.validate())
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format (TOUCHSTREAM_LOG_FORMAT) %q: must be text or json", c.LogFormat))
 	}

@@ -1,6 +1,9 @@
 // Package embedded runs a nats-server (the Go module, not the system package) inside a
 // touchstream process, for `make run` and for single-machine installations. Its
-// JetStream store lives under the data directory, so events survive restarts.
+// JetStream store lives under the data directory, so events survive restarts. Given
+// users (services/internal/natsauth), it admits only them, each with its own
+// permissions; given a certificate, it speaks only TLS, optionally requiring client
+// certificates (mutual TLS).
 package embedded
 
 import (
@@ -13,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/touchstream/touchstream/services/internal/config"
 )
 
 // Config configures the embedded server.
@@ -24,6 +29,13 @@ type Config struct {
 	// ConfigFile, when set, is a nats-server configuration file whose settings are
 	// applied first (accounts, TLS, cluster); Host, Port and StoreDir still override.
 	ConfigFile string
+	// Users, when set, are the only clients admitted: nkey users with their
+	// permissions (natsauth.Table.Users). Empty: any client, with every permission.
+	Users []*server.NkeyUser
+	// TLS, when its certificate is set, makes every client connection use TLS: plain
+	// connections are refused, and with Verify a client must present a certificate
+	// signed by ClientCA.
+	TLS config.NATSServerTLS
 }
 
 // Server is a running embedded nats-server.
@@ -63,6 +75,18 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 	opts.NoSigs = true
 	opts.NoLog = true
 	opts.MaxPayload = 8 << 20
+	if len(cfg.Users) > 0 {
+		opts.Nkeys = cfg.Users
+	}
+	if cfg.TLS.Enabled() {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key,
+			CaFile: cfg.TLS.ClientCA, Verify: cfg.TLS.Verify})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, cfg.TLS.Verify
+		opts.TLSTimeout = 5
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -72,7 +96,8 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded nats: not ready on %s after 30s (is the port taken?)", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	}
-	log.Info("embedded nats-server started", "url", s.ClientURL(), "store_dir", opts.StoreDir, "version", server.VERSION)
+	log.Info("embedded nats-server started", "url", s.ClientURL(), "store_dir", opts.StoreDir, "version", server.VERSION,
+		"users", len(opts.Nkeys), "tls", opts.TLS, "tls_verify", opts.TLSVerify)
 	return &Server{s: s, log: log}, nil
 }
 

@@ -7,12 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/nats-io/nkeys"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 // Channel is one untrusted channel system allowed to write through the gateway, as
@@ -205,6 +208,13 @@ func ValidateChannels(chs []Channel) error {
 			case seenType[t]:
 				add("%s.allowed_types[%d] %q: listed twice", at, k, t)
 			case typeFamily.MatchString(t):
+				// A family must not cover a single-producer type: the channel's NATS
+				// permission (ingest.<channel>.<family>.*) would.
+				for _, r := range slices.Sorted(maps.Keys(ReservedTypes)) {
+					if strings.HasPrefix(r, strings.TrimSuffix(t, "*")) {
+						add("%s.allowed_types[%d] %q: covers %s, which only %s produces: list the family's types instead", at, k, t, r, ReservedTypes[r])
+					}
+				}
 			case !typeName.MatchString(t):
 				add("%s.allowed_types[%d] %q: must be a type name (family.name of [a-z_]) or a family wildcard (family.*)", at, k, t)
 			default:

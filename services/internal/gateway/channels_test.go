@@ -87,6 +87,10 @@ func TestChannelValidation(t *testing.T) {
 			c[0].AllowedTypes = append(c[0].AllowedTypes, "points.redeemed")
 			return c
 		}, want: []string{`allowed_types[1] "points.redeemed": only the redemption service produces it`}},
+		{name: "a family covering a reserved type", mutate: func(c []gateway.Channel) []gateway.Channel {
+			c[0].AllowedTypes = append(c[0].AllowedTypes, "customer.*")
+			return c
+		}, want: []string{`allowed_types[1] "customer.*": covers customer.erased, which only the erasure command (touchstream erase) produces`}},
 		{name: "bad type", mutate: func(c []gateway.Channel) []gateway.Channel { c[0].AllowedTypes = []string{"Recharge"}; return c }, want: []string{`allowed_types[0] "Recharge"`}},
 		{name: "bad rate limit", mutate: func(c []gateway.Channel) []gateway.Channel { c[0].RateLimit = &gateway.RateLimit{}; return c },
 			want: []string{"rate_limit.events_per_second", "rate_limit.burst"}},
