@@ -74,7 +74,7 @@ func runGateway(ctx context.Context, args []string, env config.Env, stdout io.Wr
 	changes, err := streams.Apply(actx, js, def)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("apply streams: %w", err)
+		return fmt.Errorf("apply streams (with its own NATS identity the gateway only checks them: provision the log first with touchstream streams apply): %w", err)
 	}
 	for _, ch := range changes {
 		log.Info("stream", "stream", ch.Stream, "action", ch.Action)

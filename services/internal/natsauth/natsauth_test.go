@@ -312,6 +312,37 @@ func TestIdentitiesWithLeastPrivilege(t *testing.T) {
 		waitFor(t, "violation on recharge.completed", func() bool { return e.saw(`Permissions Violation for Publish to "tp.`) })
 	})
 
+	t.Run("each trusted producer appends its own types only", func(t *testing.T) {
+		tests := []struct {
+			identity, typ string
+			allowed       bool
+		}{
+			{natsauth.Query, "alert.acknowledged", true},
+			{natsauth.Query, "offer.presented", true},
+			{natsauth.Query, "points.redeemed", false},
+			{natsauth.Clock, "clock.ticked", true},
+			{natsauth.Clock, "recharge.completed", false},
+			{natsauth.Loyalty, "loyalty.rules_activated", true},
+			{natsauth.Churn, "churn.model_activated", true},
+			{natsauth.Churn, "loyalty.rules_activated", false},
+			{natsauth.Ops, "deadletter.discarded", true},
+			{natsauth.Gateway, "customer.erased", false},
+			{natsauth.Gateway, "points.redeemed", false},
+			{natsauth.Notify, "recharge.completed", false},
+			{natsauth.Keys, "customer.erased", false},
+		}
+		for _, tt := range tests {
+			nc, js, e := w.connect(t, tt.identity)
+			subject := tp(5, tt.typ)
+			if !tt.allowed {
+				denied(t, nc, e, subject)
+			} else if _, err := js.Publish(t.Context(), subject, []byte(`{}`), jetstream.WithMsgID(tt.identity+tt.typ)); err != nil {
+				t.Errorf("%s may not append %s: %v", tt.identity, tt.typ, err)
+			}
+			nc.Close()
+		}
+	})
+
 	t.Run("keys", func(t *testing.T) {
 		_, js, _ := w.connect(t, natsauth.Keys)
 		if _, err := js.OrderedConsumer(t.Context(), "TOUCHPOINTS", jetstream.OrderedConsumerConfig{

@@ -175,7 +175,7 @@ func Build(channels []gateway.Channel, def streams.Definition) (Table, error) {
 	services := []Identity{
 		{Name: Gateway, Commands: []string{"gateway"}, Types: channelTypes,
 			Summary:   "the channels' doors: serves ingest.<channel>.<type>, appends the channels' types, seals with customer keys",
-			Publish:   join(appends(channelTypes), []string{events.KeySubjectCustomers}, each(streamInfo, logStreams...)),
+			Publish:   join(appends(channelTypes), []string{events.KeySubjectCustomers}, each(streamInfo, logStreams...), streamInfo(signals)),
 			Subscribe: []string{gateway.DefaultSubject}, Responses: true},
 		{Name: Keys, Commands: []string{"keys"},
 			Summary:   "the key service: answers key requests, reads only the log's customer.erased events",
