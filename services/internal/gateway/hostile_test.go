@@ -243,3 +243,37 @@ func TestSlowClients(t *testing.T) {
 		}
 	})
 }
+
+// TestDeployedRateLimits runs the gateway on the development channel file: the
+// dealer's rate_limit (200 events/s, burst 1,000) admits a full burst, answers a
+// request the bucket cannot have refilled for 429 with Retry-After, refuses a batch over the burst with 413, and
+// leaves the unlimited crm-import channel alone.
+func TestDeployedRateLimits(t *testing.T) {
+	chs, err := gateway.LoadChannels("../../../deploy/channels.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpts{cfg: func(c *gateway.Config) { c.Channels = chs }})
+	const dealerSrc, crmSrc = "urn:touchstream:channel:dealer", "urn:touchstream:channel:crm-import"
+	burst := func(src, prefix string, n int) []byte {
+		evs := make([]map[string]any, n)
+		for i := range evs {
+			evs[i] = rechargeEvent(src, prefix+strconv.Itoa(i), "C-RL", 100)
+		}
+		return batch(t, evs...)
+	}
+	if got := e.post(t, "dev-dealer-key", ctBatch, burst(dealerSrc, "d-", 1000), nil); got.code != http.StatusOK || got.body.Stored != 1000 {
+		t.Fatalf("a full burst: status %d, stored %d: %.300s", got.code, got.body.Stored, got.raw)
+	}
+	// 500 more need 2.5s of refill at 200/s: far more than has passed.
+	got := e.post(t, "dev-dealer-key", ctBatch, burst(dealerSrc, "d-over-", 500), nil)
+	if got.code != http.StatusTooManyRequests || got.header.Get("Retry-After") == "" || !strings.Contains(got.body.Error, "rate limit of 200 events/s") {
+		t.Errorf("after the burst: status %d, Retry-After %q: %s; want 429 naming the limit", got.code, got.header.Get("Retry-After"), got.raw)
+	}
+	if got := e.post(t, "dev-dealer-key", ctBatch, burst(dealerSrc, "d-big-", 1001), nil); got.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a batch over the burst: status %d, want 413: %.300s", got.code, got.raw)
+	}
+	if got := e.post(t, "dev-crm-import-key", ctBatch, burst(crmSrc, "c-", 1000), nil); got.code != http.StatusOK {
+		t.Errorf("the unlimited channel: status %d: %.300s", got.code, got.raw)
+	}
+}
