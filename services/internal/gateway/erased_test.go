@@ -11,8 +11,9 @@ import (
 )
 
 // TestCustomerErasedHasOneProducer: customer.erased is written only by the erasure
-// command. No channel may be allowed it, not even through the customer.* family, and
-// the gateway refuses it from a channel whose family wildcard would cover it.
+// command. No channel may be allowed it, not even through the customer.* family (a
+// configuration that would is refused: the channel's NATS permission would cover it),
+// and the gateway refuses it from every channel.
 func TestCustomerErasedHasOneProducer(t *testing.T) {
 	if _, ok := gateway.ReservedTypes[events.TypeCustomerErased]; !ok {
 		t.Fatalf("ReservedTypes lacks %s", events.TypeCustomerErased)
@@ -37,14 +38,20 @@ func TestCustomerErasedHasOneProducer(t *testing.T) {
 		}
 	}
 
-	// A channel with the customer.* family may register customers, never erase them.
-	e := newEnv(t, envOpts{cfg: func(c *gateway.Config) { c.Channels[0].AllowedTypes = []string{"customer.*"} }})
+	chs = testChannels()
+	chs[0].AllowedTypes = []string{"customer.*"}
+	if err := gateway.ValidateChannels(chs); err == nil || !strings.Contains(err.Error(), `"customer.*": covers customer.erased`) {
+		t.Fatalf("ValidateChannels with the customer.* family: %v, want it refused", err)
+	}
+
+	// A channel that registers customers never erases them.
+	e := newEnv(t, envOpts{cfg: func(c *gateway.Config) { c.Channels[0].AllowedTypes = []string{"customer.registered"} }})
 	erased := map[string]any{"specversion": "1.0", "id": "erase-1", "source": storeSrc, "type": events.TypeCustomerErased,
 		"subject": "C-ERASE-1", "time": now(), "dataschema": "https://touchstream.dev/schemas/customer.erased/v1",
 		"data": map[string]any{"reason": "customer_request", "operator": "ops-li", "requested_at": now()}}
 	got := e.post(t, storeKey, ctStructured, mustJSON(t, erased), nil)
 	if got.code != http.StatusForbidden {
-		t.Fatalf("customer.erased from a channel with customer.*: %d %s, want 403", got.code, got.raw)
+		t.Fatalf("customer.erased from a channel that registers customers: %d %s, want 403", got.code, got.raw)
 	}
 	if len(got.body.Results) != 1 || len(got.body.Results[0].Errors) == 0 || got.body.Results[0].Errors[0].Field != "/type" {
 		t.Errorf("refusal does not name /type: %s", got.raw)
