@@ -51,6 +51,9 @@ func TestAuditAccess(t *testing.T) {
 		t.Errorf("JSON %s (%v)", out, err)
 	}
 	out, err = c.run(t, "audit", "access", "--to", "2026-11-03T10:30:00Z", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].RequestID != "r1" {
 		t.Errorf("--to: %s (%v)", out, err)
 	}

@@ -124,13 +124,13 @@ type Deps struct {
 func (d *Deps) validate() error {
 	var errs []error
 	if d.NATS == nil {
-		errs = append(errs, errors.New("NATS: required"))
+		errs = append(errs, errors.New("deps.NATS: required"))
 	}
 	if d.Pool == nil {
-		errs = append(errs, errors.New("Pool: required"))
+		errs = append(errs, errors.New("deps.Pool: required"))
 	}
 	if d.DatabaseURL == "" {
-		errs = append(errs, errors.New("DatabaseURL: required"))
+		errs = append(errs, errors.New("deps.DatabaseURL: required"))
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
