@@ -63,6 +63,10 @@ type RebuildResult struct {
 	Read       uint64 // events read by this run
 	Elapsed    time.Duration
 	SwitchSeqs map[int]uint64 // per partition, where the new version took over
+	// Deferred is how many secondary indexes the rebuild created at its end (see
+	// IndexDeferrer), in IndexTime.
+	Deferred  int
+	IndexTime time.Duration
 }
 
 // ErrAlreadyBuilt: the target named is not a rebuild that can run (it serves, was
@@ -117,6 +121,15 @@ func Rebuild(ctx context.Context, deps Deps, spec RebuildSpec) (RebuildResult, e
 	if err := r.Prepare(ctx); err != nil {
 		return res, err
 	}
+	if d, ok := proj.(IndexDeferrer); ok {
+		n, err := deferIndexes(ctx, pool, res.Target, d.DeferredIndexes())
+		if err != nil {
+			return res, err
+		}
+		if n > 0 {
+			r.log.Info("rebuild: secondary indexes deferred to the end", "target", res.Target, "indexes", n)
+		}
+	}
 	if spec.FromSeq > 1 {
 		// A range starts as if everything before it had been read.
 		if _, err := pool.Exec(ctx, `UPDATE projections.checkpoints SET seq = $2 WHERE target = $1 AND seq < $2 AND applied = 0`,
@@ -153,6 +166,15 @@ func Rebuild(ctx context.Context, deps Deps, spec RebuildSpec) (RebuildResult, e
 	runErr := r.CatchUpTo(ctx, spec.ToSeq, tr.observe)
 	if runErr == nil && ctx.Err() != nil {
 		runErr = ctx.Err() // the runner drains and returns nil when stopped
+	}
+	if runErr == nil {
+		// Before the version can be built or serve: the indexes it was folded without.
+		res.IndexTime, res.Deferred, runErr = createDeferredIndexes(ctx, pool, res.Target, func(def string, took time.Duration) {
+			r.log.Info("rebuild: deferred index created", "target", res.Target, "index", def, "seconds", took.Seconds())
+		})
+		if runErr != nil && ctx.Err() != nil {
+			runErr = ctx.Err()
+		}
 	}
 	if runErr == nil && spec.Switch {
 		// Catch up once more right before switching, so readers move to a version as

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -390,4 +391,92 @@ func TestSignalsPassAtTheSwitch(t *testing.T) {
 		t.Fatalf("signals: %d emitted (%d distinct; v1 %d, v2 %d), want each of 3000 events once, v1 for the 2500 before the switch",
 			all, distinct, n1, n2)
 	}
+}
+
+// indexedTally is tally with a reader's index that a rebuild may defer.
+type indexedTally struct{ tally }
+
+var indexedTallyMigrations = fstest.MapFS{
+	"m/0001_tally.sql": tallyMigrations["m/0001_tally.sql"],
+	"m/0002_index.sql": {Data: []byte(`CREATE INDEX tally_by_n ON tally (n DESC, customer_id) WHERE n > 0;`)},
+}
+
+func (t *indexedTally) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return migrate.Apply(ctx, pool, "tally", t.target, indexedTallyMigrations, "m")
+}
+func (t *indexedTally) DeferredIndexes() []string { return []string{"tally_by_n", "no_such_index"} }
+
+func indexDef(t *testing.T, pool *pgxpool.Pool, schema, name string) string {
+	t.Helper()
+	var def string
+	err := pool.QueryRow(t.Context(), `SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = $2`, schema, name).Scan(&def)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return def
+}
+
+// TestRebuildDefersReaderIndexes: a rebuild folds without the indexes the projection
+// names, keeps their definitions through an interruption, and creates them, as the
+// migration defined them, before the version is built; the version then verifies
+// exactly once like any other.
+func TestRebuildDefersReaderIndexes(t *testing.T) {
+	e := setup(t, 4)
+	want := e.publish(t, 10_000, 100)
+	ref := &indexedTally{tally{target: "tally_v9"}}
+	if err := ref.Migrate(t.Context(), e.pool); err != nil {
+		t.Fatal(err)
+	}
+	wantDef := strings.ReplaceAll(indexDef(t, e.pool, "tally_v9", "tally_by_n"), "tally_v9.", "tally_v1.")
+	if wantDef == "" {
+		t.Fatal("the reference migration made no index")
+	}
+	spec := tallySpec(e)
+	spec.New = func(target string) (projections.Projection, error) { return &indexedTally{tally{target: target}}, nil }
+	spec.Target = "tally_v1"
+	spec.Config.BatchSize, spec.Config.Workers = 100, 1
+	ctx, cancel := context.WithCancel(t.Context())
+	spec.ProgressEvery = time.Millisecond
+	var during atomic.Value
+	spec.Progress = func(p projections.RebuildProgress) {
+		if p.Read >= 2000 {
+			during.Store(indexDef(t, e.pool, "tally_v1", "tally_by_n"))
+			cancel()
+		}
+	}
+	if _, err := projections.Rebuild(ctx, e.deps(t), spec); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted rebuild: %v, want context.Canceled", err)
+	}
+	if d, _ := during.Load().(string); d != "" {
+		t.Fatalf("the index existed during the rebuild: %s", d)
+	}
+	var kept []string
+	if err := e.pool.QueryRow(t.Context(), `SELECT deferred_indexes FROM projections.rebuilds WHERE target = 'tally_v1'`).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 || kept[0] != wantDef {
+		t.Fatalf("deferred definitions after the interruption %q, want [%q]", kept, wantDef)
+	}
+
+	spec.Progress = nil
+	res, err := projections.Rebuild(t.Context(), e.deps(t), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Resumed || res.Deferred != 1 {
+		t.Fatalf("resumed rebuild %+v: want resumed with 1 deferred index created", res)
+	}
+	if got := indexDef(t, e.pool, "tally_v1", "tally_by_n"); got != wantDef {
+		t.Fatalf("index after the rebuild %q, want %q", got, wantDef)
+	}
+	if err := e.pool.QueryRow(t.Context(), `SELECT deferred_indexes FROM projections.rebuilds WHERE target = 'tally_v1'`).Scan(&kept); err != nil || len(kept) != 0 {
+		t.Fatalf("deferred definitions after the rebuild %q (%v), want none", kept, err)
+	}
+	if diff := cmp.Diff(want, tallies(t, e.pool, "tally_v1")); diff != "" {
+		t.Fatalf("(-want +got):\n%s", diff)
+	}
+	exactlyOnce(t, e.pool, "tally_v1", 10_000)
 }

@@ -79,6 +79,13 @@ func New(opts Options) (*Projection, error) {
 func (p *Projection) Name() string   { return Name }
 func (p *Projection) Target() string { return p.opts.Target }
 
+// DeferredIndexes are the profile indexes only readers use (search by phone, lists by
+// tier, region, lifecycle and segment): a rebuild creates them at its end. The fold
+// reads profiles by key and, at a month's first tick, by (partition, as_of_month).
+func (p *Projection) DeferredIndexes() []string {
+	return []string{"profiles_phone", "profiles_tier", "profiles_region", "profiles_lifecycle", "profiles_segment"}
+}
+
 // Migrate creates the tables.
 func (p *Projection) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return migrate.Apply(ctx, pool, Name, p.opts.Target, migrations, "migrations")
@@ -373,3 +380,5 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, b *projections.Batch,
 	}
 	return nil
 }
+
+var _ projections.IndexDeferrer = (*Projection)(nil)

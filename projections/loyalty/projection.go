@@ -75,6 +75,11 @@ func New(opts Options) (*Projection, error) {
 func (p *Projection) Name() string   { return Name }
 func (p *Projection) Target() string { return p.opts.Target }
 
+// DeferredIndexes are the ledger indexes only readers use (members by tier, the
+// monthly totals): a rebuild creates them at its end. The fold reads members and
+// entries by customer and members due for expiry by (partition, next_due).
+func (p *Projection) DeferredIndexes() []string { return []string{"members_tier", "entries_month"} }
+
 // Migrate creates the tables.
 func (p *Projection) Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if p.opts.Outbox {
@@ -605,3 +610,5 @@ func Settle(ctx context.Context, tx pgx.Tx, reservationIDs []string) error {
 	}
 	return nil
 }
+
+var _ projections.IndexDeferrer = (*Projection)(nil)
