@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -24,28 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 )
-
-// knownEnv are the environment variables the manifests may set. Each is checked
-// against the services' sources (or the webhooks file that names it), so a renamed
-// setting fails here rather than being silently ignored in production.
-var knownEnv = []string{
-	"DATABASE_URL",
-	"TOUCHSTREAM_ADMIN_ADDR",
-	"TOUCHSTREAM_DATA_DIR",
-	"TOUCHSTREAM_DEPLOY_DIR",
-	"TOUCHSTREAM_GATEWAY_ADDR",
-	"TOUCHSTREAM_INSTANCE",
-	"TOUCHSTREAM_LOG_FORMAT",
-	"TOUCHSTREAM_LOG_LEVEL",
-	"TOUCHSTREAM_MASTER_KEY_FILE",
-	"TOUCHSTREAM_NATS_CREDS",
-	"TOUCHSTREAM_NATS_URL",
-	"TOUCHSTREAM_PHONE_INDEX_KEY_FILE",
-	"TOUCHSTREAM_QUERY_ADDR",
-	"TOUCHSTREAM_REDEEM_ADDR",
-	"TOUCHSTREAM_WEBHOOK_RETENTION_DESK_SECRET",
-	"TOUCHSTREAM_WEBHOOK_SLA_MONITOR_SECRET",
-}
 
 // subcommands are the touchstream commands a container may run.
 var subcommands = []string{"gateway", "query", "redeem", "keys", "projector", "clock", "notify", "streams"}
@@ -170,7 +147,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		"HorizontalPodAutoscaler": len(m.hpas), "Job": len(m.jobs),
 	}
 	want := map[string]int{
-		"Deployment": 7, "Service": 7, "ConfigMap": 2, "Secret": 6, "Namespace": 1,
+		"Deployment": 7, "Service": 7, "ConfigMap": 3, "Secret": 13, "Namespace": 1,
 		"PodDisruptionBudget": 5, "HorizontalPodAutoscaler": 2, "Job": 1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -282,9 +259,17 @@ func checkPod(t *testing.T, p *corev1.PodSpec, serving bool) {
 	if e, ok := env["TOUCHSTREAM_ADMIN_ADDR"]; !ok || !strings.HasSuffix(e.Value, ":9090") || strings.HasPrefix(e.Value, "127.") {
 		t.Errorf("TOUCHSTREAM_ADMIN_ADDR %q: want a non-loopback :9090 (probes come from the kubelet)", e.Value)
 	}
-	for _, name := range []string{"TOUCHSTREAM_NATS_URL", "DATABASE_URL"} {
-		if e, ok := env[name]; !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-			t.Errorf("%s: want it from a Secret", name)
+	if e, ok := env["DATABASE_URL"]; !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+		t.Errorf("DATABASE_URL: want it from a Secret (it carries the password)")
+	}
+	// The NATS URL carries no credentials (TestDeploymentIdentities reads it).
+	if e, ok := env["TOUCHSTREAM_NATS_URL"]; !ok || e.ValueFrom == nil || e.ValueFrom.ConfigMapKeyRef == nil {
+		t.Errorf("TOUCHSTREAM_NATS_URL: want it from a ConfigMap")
+	}
+	// A Secret volume readable by its owner (root) only is read through fsGroup.
+	for _, v := range p.Volumes {
+		if v.Secret != nil && (psc == nil || psc.FSGroup == nil || psc.RunAsGroup == nil || *psc.FSGroup != *psc.RunAsGroup) {
+			t.Errorf("volume %s: Secret files mode 0400 need fsGroup equal to runAsGroup, or the service cannot read them", v.Name)
 		}
 	}
 	if !serving {
@@ -456,9 +441,9 @@ func TestReferencesResolve(t *testing.T) {
 			secretKeys[s.Name] = append(secretKeys[s.Name], k)
 		}
 	}
-	configMaps := map[string]bool{}
+	configMaps := map[string]map[string]string{}
 	for _, c := range m.configMaps {
-		configMaps[c.Name] = true
+		configMaps[c.Name] = c.Data
 	}
 	pods := map[string]*corev1.PodSpec{}
 	for _, d := range m.deployments {
@@ -476,10 +461,19 @@ func TestReferencesResolve(t *testing.T) {
 					t.Errorf("%s env %s: Secret %s has no key %s", name, e.Name, ref.Name, ref.Key)
 				}
 			}
+			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
+				ref := e.ValueFrom.ConfigMapKeyRef
+				if _, ok := configMaps[ref.Name][ref.Key]; !ok {
+					t.Errorf("%s env %s: ConfigMap %s has no key %s", name, e.Name, ref.Name, ref.Key)
+				}
+			}
 		}
 		mounts := map[string]string{}
 		for _, vm := range c.VolumeMounts {
 			mounts[vm.Name] = vm.MountPath
+			if !vm.ReadOnly && vm.Name != "tmp" {
+				t.Errorf("%s volume %s: mounted writable, want readOnly", name, vm.Name)
+			}
 		}
 		for _, v := range p.Volumes {
 			if _, ok := mounts[v.Name]; !ok {
@@ -492,9 +486,9 @@ func TestReferencesResolve(t *testing.T) {
 				if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode&0o077 != 0 {
 					t.Errorf("%s volume %s: defaultMode must be 0400 (key files readable by their owner only)", name, v.Name)
 				}
-				// A *_FILE setting points into the mounted Secret, at one of its keys.
+				// A file setting points into the mounted Secret, at one of its keys.
 				for _, e := range c.Env {
-					if strings.HasSuffix(e.Name, "_KEY_FILE") && filepath.Dir(e.Value) == mounts[v.Name] &&
+					if fileSetting(e.Name) && filepath.Dir(e.Value) == mounts[v.Name] &&
 						!slices.Contains(secretKeys[v.Secret.SecretName], filepath.Base(e.Value)) {
 						t.Errorf("%s env %s: %s is not a key of Secret %s", name, e.Name, e.Value, v.Secret.SecretName)
 					}
@@ -502,14 +496,17 @@ func TestReferencesResolve(t *testing.T) {
 			}
 			if v.Projected != nil {
 				for _, src := range v.Projected.Sources {
-					if src.ConfigMap != nil && !configMaps[src.ConfigMap.Name] {
+					if src.ConfigMap == nil {
+						continue
+					}
+					if _, ok := configMaps[src.ConfigMap.Name]; !ok {
 						t.Errorf("%s volume %s: no ConfigMap %s", name, v.Name, src.ConfigMap.Name)
 					}
 				}
 			}
 		}
 		for _, e := range c.Env {
-			if !strings.HasSuffix(e.Name, "_KEY_FILE") {
+			if !fileSetting(e.Name) || e.Value == "" {
 				continue
 			}
 			mounted := false
@@ -521,6 +518,12 @@ func TestReferencesResolve(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fileSetting reports whether a setting names a file the service reads (a key, a
+// seed, a token file).
+func fileSetting(name string) bool {
+	return strings.HasSuffix(name, "_FILE") || name == "TOUCHSTREAM_NATS_CREDS"
 }
 
 // TestSecretsAreTemplates keeps real secrets out of the repository.
@@ -541,71 +544,84 @@ func TestSecretsAreTemplates(t *testing.T) {
 	}
 }
 
-// TestEnvNamesExist checks every environment variable the manifests and the compose
-// file set against the settings the services read.
-func TestEnvNamesExist(t *testing.T) {
-	sources := servicesSources(t)
-	for _, name := range knownEnv {
-		if !bytes.Contains(sources, []byte(`"`+name+`"`)) {
-			t.Errorf("%s: not read anywhere under ../services nor named by ../webhooks.json", name)
-		}
+// webhookSecrets are the secret_env names of a webhooks file: the notifier reads
+// each from its environment.
+func webhookSecrets(t *testing.T, name string, b []byte) []string {
+	t.Helper()
+	var hooks struct {
+		Webhooks []struct {
+			SecretEnv string `json:"secret_env"`
+		} `json:"webhooks"`
 	}
-	m := loadManifests(t)
-	used := map[string][]string{}
-	for _, d := range m.deployments {
-		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
-			used[e.Name] = append(used[e.Name], "Deployment "+d.Name)
-		}
+	if err := json.Unmarshal(b, &hooks); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
-	for _, j := range m.jobs {
-		for _, e := range j.Spec.Template.Spec.Containers[0].Env {
-			used[e.Name] = append(used[e.Name], "Job "+j.Name)
-		}
+	var out []string
+	for _, h := range hooks.Webhooks {
+		out = append(out, h.SecretEnv)
 	}
-	p := loadCompose(t, composeEnv())
-	for name, s := range p.Services {
-		if !strings.HasPrefix(s.Image, "touchstream") {
-			continue
-		}
-		for k := range s.Environment {
-			used[k] = append(used[k], "compose service "+name)
-		}
-	}
-	for name, where := range used {
-		if !slices.Contains(knownEnv, name) {
-			t.Errorf("%s (set by %v): not a setting of the services", name, where)
-		}
-	}
+	return out
 }
 
-// servicesSources is the text of the services' Go sources (tests excluded) and of the
-// webhooks file, whose secret_env names are read from the environment.
-func servicesSources(t *testing.T) []byte {
-	t.Helper()
-	var all bytes.Buffer
-	err := filepath.WalkDir("../services", func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+// TestEnvNamesExist checks every environment variable set on a touchstream container,
+// in the manifests, the compose file and the Dockerfile, against what the command the
+// container runs reads: the variables its --help names (every flag's default), and for
+// the notifier the secret_env names of the webhooks file it is given. A renamed or
+// misplaced setting fails here rather than being silently ignored in production.
+func TestEnvNamesExist(t *testing.T) {
+	m := loadManifests(t)
+	k8sHooks := webhookSecrets(t, "ConfigMap webhooks.json", []byte(configMap(t, m, "touchstream-deploy").Data["webhooks.json"]))
+	imageHooks := webhookSecrets(t, "webhooks.json", readFile(t, "webhooks.json"))
+	known := map[string][]string{}
+	check := func(where string, args, hooks, names []string) {
+		key := strings.Join(args, " ")
+		if known[key] == nil {
+			known[key] = commandEnv(t, args)
 		}
-		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return nil
+		reads := known[key]
+		if serviceIdentity(args) == "notify" {
+			reads = append(slices.Clone(reads), hooks...)
 		}
-		b, err := os.ReadFile(path)
-		all.Write(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+		for _, n := range names {
+			if !slices.Contains(reads, n) {
+				t.Errorf("%s sets %s: touchstream %s does not read it", where, n, key)
+			}
+		}
 	}
-	b, err := os.ReadFile("webhooks.json")
-	if err != nil {
-		t.Fatal(err)
+	envNames := func(c corev1.Container) []string {
+		var out []string
+		for _, e := range c.Env {
+			out = append(out, e.Name)
+		}
+		return out
 	}
-	all.Write(b)
-	if all.Len() == 0 {
-		t.Fatal("no sources under ../services")
+	for _, d := range m.deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		check("Deployment "+d.Name, c.Args, k8sHooks, envNames(c))
 	}
-	return all.Bytes()
+	for _, j := range m.jobs {
+		c := j.Spec.Template.Spec.Containers[0]
+		check("Job "+j.Name, c.Args, k8sHooks, envNames(c))
+	}
+	p := loadCompose(t, composeEnv(t))
+	for name, s := range touchstreamServices(p) {
+		var names []string
+		for k := range s.Environment {
+			names = append(names, k)
+		}
+		check("compose service "+name, s.Command, imageHooks, names)
+	}
+	// The image's ENV apply to every command: each is a common setting.
+	var image []string
+	for _, m := range regexp.MustCompile(`\b(TOUCHSTREAM_[A-Z0-9_]+)=`).FindAllStringSubmatch(string(readFile(t, "../Dockerfile")), -1) {
+		image = append(image, m[1])
+	}
+	if len(image) == 0 {
+		t.Fatal("Dockerfile: no TOUCHSTREAM_ ENV")
+	}
+	for _, args := range [][]string{{"gateway"}, {"query"}, {"redeem"}, {"keys"}, {"projector"}, {"clock"}, {"notify", "run"}, {"streams", "apply"}} {
+		check("Dockerfile ENV", args, nil, image)
+	}
 }
 
 // streamsDefinition mirrors events/streams.Definition, strictly.
@@ -799,16 +815,24 @@ func nkeyEnv(t *testing.T) map[string]string {
 	return out
 }
 
-// TestNATSAccounts parses accounts.conf (rendered from the identity table by
-// `touchstream nats accounts`; services/internal/natsauth checks it matches) with the
-// server's own parser: only the system user has a password; every identity of the
+// TestNATSAccounts parses nats/accounts.conf and compose/accounts.conf (the identity
+// table rendered by `touchstream nats accounts` for the development and the
+// production stream layouts; services/internal/natsauth checks the first,
+// TestProductionAccounts the second) with the server's own parser: only the system user has a password; every identity of the
 // TOUCHSTREAM account is an nkey user with explicit publish and subscribe allow lists;
 // exactly one may use the whole JetStream API (streams apply), none may publish on
 // every log subject, and the channels publish only on their own door subjects.
 func TestNATSAccounts(t *testing.T) {
+	for _, path := range []string{"nats/accounts.conf", "compose/accounts.conf"} {
+		t.Run(path, func(t *testing.T) { checkAccounts(t, path) })
+	}
+}
+
+func checkAccounts(t *testing.T, path string) {
+	t.Helper()
 	keys := nkeyEnv(t)
 	t.Setenv("NATS_SYSTEM_PASSWORD", "test-sys")
-	o, err := server.ProcessConfigFile("nats/accounts.conf")
+	o, err := server.ProcessConfigFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -850,5 +874,119 @@ func TestNATSAccounts(t *testing.T) {
 	}
 	if channels == 0 {
 		t.Error("no channel identities")
+	}
+}
+
+// podOf is a workload's pod and what the tests call it.
+type podOf struct {
+	name     string
+	spec     *corev1.PodSpec
+	replicas int32
+}
+
+func pods(m *manifests) []podOf {
+	var out []podOf
+	for _, d := range m.deployments {
+		r := int32(1)
+		if d.Spec.Replicas != nil {
+			r = *d.Spec.Replicas
+		}
+		out = append(out, podOf{"Deployment " + d.Name, &d.Spec.Template.Spec, r})
+	}
+	for _, j := range m.jobs {
+		out = append(out, podOf{"Job " + j.Name, &j.Spec.Template.Spec, 1})
+	}
+	return out
+}
+
+// resolvedEnv is a container's environment with its ConfigMap references resolved
+// (Secrets stay unknown: their values are placeholders here).
+func resolvedEnv(m *manifests, c corev1.Container) map[string]string {
+	out := map[string]string{}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			out[e.Name] = e.Value
+		case e.ValueFrom.ConfigMapKeyRef != nil:
+			for _, cm := range m.configMaps {
+				if cm.Name == e.ValueFrom.ConfigMapKeyRef.Name {
+					out[e.Name] = cm.Data[e.ValueFrom.ConfigMapKeyRef.Key]
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestDeploymentIdentities checks that every Deployment and Job connects to NATS as
+// the identity it runs as: without credentials in the URL, with the seed of that
+// identity (one the table of the accounts knows) from its own Secret, mounted
+// read-only and readable by its owner only, and with no other identity's seed.
+func TestDeploymentIdentities(t *testing.T) {
+	m := loadManifests(t)
+	users := accountUsers(t, string(readFile(t, "compose/accounts.conf")))
+	secrets := map[string][]string{}
+	for _, s := range m.secrets {
+		for k := range s.StringData {
+			secrets[s.Name] = append(secrets[s.Name], k)
+		}
+	}
+	used := map[string]bool{}
+	for _, p := range pods(m) {
+		t.Run(p.name, func(t *testing.T) {
+			c := p.spec.Containers[0]
+			env := resolvedEnv(m, c)
+			if err := natsURLWithoutCredentials(env["TOUCHSTREAM_NATS_URL"]); err != nil || env["TOUCHSTREAM_NATS_URL"] == "" {
+				t.Errorf("TOUCHSTREAM_NATS_URL %q: %v", env["TOUCHSTREAM_NATS_URL"], err)
+			}
+			id := serviceIdentity(c.Args)
+			if _, ok := serviceUser(users, id); !ok {
+				t.Fatalf("args %q connect as %q: not a service identity of the accounts", c.Args, id)
+			}
+			secret := "touchstream-nats-" + id
+			used[secret] = true
+			var mount *corev1.VolumeMount
+			for _, v := range p.spec.Volumes {
+				if v.Secret == nil || !strings.HasPrefix(v.Secret.SecretName, "touchstream-nats-") {
+					continue
+				}
+				if v.Secret.SecretName != secret {
+					t.Errorf("volume %s: Secret %s, another identity's seed", v.Name, v.Secret.SecretName)
+					continue
+				}
+				if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o400 {
+					t.Errorf("volume %s: defaultMode must be 0400", v.Name)
+				}
+				for i := range c.VolumeMounts {
+					if c.VolumeMounts[i].Name == v.Name {
+						mount = &c.VolumeMounts[i]
+					}
+				}
+			}
+			if mount == nil {
+				t.Fatalf("no volume of Secret %s mounted", secret)
+			}
+			if !mount.ReadOnly {
+				t.Errorf("mount %s: want readOnly", mount.Name)
+			}
+			key := id + ".nk"
+			if got, want := env["TOUCHSTREAM_NATS_CREDS"], filepath.Join(mount.MountPath, key); got != want {
+				t.Errorf("TOUCHSTREAM_NATS_CREDS %q, want %q (the seed of %s)", got, want, id)
+			}
+			if !slices.Contains(secrets[secret], key) {
+				t.Errorf("Secret %s: no key %s", secret, key)
+			}
+		})
+	}
+	for name, keys := range secrets {
+		if !strings.HasPrefix(name, "touchstream-nats-") || name == "touchstream-nats-auth" {
+			continue
+		}
+		if !used[name] {
+			t.Errorf("Secret %s: no pod uses it", name)
+		}
+		if id := strings.TrimPrefix(name, "touchstream-nats-"); !slices.Equal(keys, []string{id + ".nk"}) {
+			t.Errorf("Secret %s: keys %v, want only %s.nk", name, keys, id)
+		}
 	}
 }
