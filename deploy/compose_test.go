@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -313,6 +314,74 @@ func TestComposeNATSIdentities(t *testing.T) {
 				t.Errorf("secret %s: its public key is not the nodes' %s (identity %s)", source, u.Variable(), id)
 			}
 		})
+	}
+}
+
+// tokenSource says why the query API would refuse to start with env, if it would:
+// it needs a static token file that exists, or an identity provider with its issuer,
+// audience and keys.
+func tokenSource(env map[string]string, exists func(path string) bool) error {
+	if f := env["TOUCHSTREAM_ACCESS_FILE"]; f != "" {
+		if !exists(f) {
+			return fmt.Errorf("TOUCHSTREAM_ACCESS_FILE %s: no such file in the container", f)
+		}
+		return nil
+	}
+	iss, aud := env["TOUCHSTREAM_OIDC_ISSUER"], env["TOUCHSTREAM_OIDC_AUDIENCE"]
+	jwks, jwksFile := env["TOUCHSTREAM_OIDC_JWKS_URL"], env["TOUCHSTREAM_OIDC_JWKS_FILE"]
+	switch {
+	case iss == "" && aud == "" && jwks == "" && jwksFile == "":
+		return errors.New("no token source: TOUCHSTREAM_ACCESS_FILE or TOUCHSTREAM_OIDC_ISSUER, _AUDIENCE and _JWKS_URL")
+	case iss == "" || aud == "" || (jwks == "" && jwksFile == ""):
+		return errors.New("OIDC: want TOUCHSTREAM_OIDC_ISSUER, TOUCHSTREAM_OIDC_AUDIENCE and TOUCHSTREAM_OIDC_JWKS_URL (or _FILE)")
+	case jwks != "" && !strings.HasPrefix(jwks, "https://"):
+		return fmt.Errorf("TOUCHSTREAM_OIDC_JWKS_URL %q: want https", jwks)
+	case jwksFile != "" && !exists(jwksFile):
+		return fmt.Errorf("TOUCHSTREAM_OIDC_JWKS_FILE %s: no such file in the container", jwksFile)
+	}
+	return nil
+}
+
+// TestComposeQueryTokens checks that the query service has a token source: the
+// image's deploy/*.json are under /etc/touchstream, mounted files where mounted.
+func TestComposeQueryTokens(t *testing.T) {
+	p := loadCompose(t, composeEnv(t))
+	s := p.Services["query"]
+	env := map[string]string{}
+	for k, v := range s.Environment {
+		if v != nil {
+			env[k] = *v
+		}
+	}
+	exists := func(path string) bool {
+		for _, v := range s.Volumes {
+			if v.Target == path {
+				_, err := os.Stat(v.Source)
+				return err == nil
+			}
+		}
+		dir, file := filepath.Split(path)
+		if filepath.Clean(dir) != "/etc/touchstream" {
+			return false
+		}
+		_, err := os.Stat(file) // COPY deploy/*.json /etc/touchstream/
+		return err == nil && strings.HasSuffix(file, ".json")
+	}
+	if err := tokenSource(env, exists); err != nil {
+		t.Errorf("query: %v", err)
+	}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"none", map[string]string{}},
+		{"missing file", map[string]string{"TOUCHSTREAM_ACCESS_FILE": "/etc/touchstream/nope.json"}},
+		{"issuer only", map[string]string{"TOUCHSTREAM_OIDC_ISSUER": "https://idp"}},
+		{"plain jwks", map[string]string{"TOUCHSTREAM_OIDC_ISSUER": "https://idp", "TOUCHSTREAM_OIDC_AUDIENCE": "a", "TOUCHSTREAM_OIDC_JWKS_URL": "http://idp/jwks"}},
+	} {
+		if err := tokenSource(tt.env, exists); err == nil {
+			t.Errorf("tokenSource(%s): nil, want a refusal", tt.name)
+		}
 	}
 }
 

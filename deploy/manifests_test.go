@@ -147,7 +147,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		"HorizontalPodAutoscaler": len(m.hpas), "Job": len(m.jobs),
 	}
 	want := map[string]int{
-		"Deployment": 7, "Service": 7, "ConfigMap": 3, "Secret": 13, "Namespace": 1,
+		"Deployment": 7, "Service": 7, "ConfigMap": 4, "Secret": 14, "Namespace": 1,
 		"PodDisruptionBudget": 5, "HorizontalPodAutoscaler": 2, "Job": 1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -730,7 +730,7 @@ func TestProductionStreams(t *testing.T) {
 func TestConfigMapCopies(t *testing.T) {
 	m := loadManifests(t)
 	cm := configMap(t, m, "touchstream-deploy")
-	for _, name := range []string{"tiers.json", "loyalty.json", "churn-rules.json"} {
+	for _, name := range []string{"tiers.json", "loyalty.json", "churn-rules.json", "privacy.json"} {
 		var got, want any
 		if err := json.Unmarshal([]byte(cm.Data[name]), &got); err != nil {
 			t.Errorf("ConfigMap %s: %v", name, err)
@@ -778,7 +778,7 @@ func TestConfigMapCopies(t *testing.T) {
 	if !strings.Contains(ch, "REPLACE-WITH") || bytes.Contains(dev, []byte(strings.TrimSpace(ch))) {
 		t.Errorf("ConfigMap touchstream-channels: want the placeholder template, not the development channels")
 	}
-	for _, k := range []string{"streams.json", "tiers.json", "loyalty.json", "churn-rules.json", "webhooks.json"} {
+	for _, k := range []string{"streams.json", "tiers.json", "loyalty.json", "churn-rules.json", "privacy.json", "webhooks.json"} {
 		if _, ok := cm.Data[k]; !ok {
 			t.Errorf("ConfigMap touchstream-deploy: no %s", k)
 		}
@@ -987,6 +987,49 @@ func TestDeploymentIdentities(t *testing.T) {
 		}
 		if id := strings.TrimPrefix(name, "touchstream-nats-"); !slices.Equal(keys, []string{id + ".nk"}) {
 			t.Errorf("Secret %s: keys %v, want only %s.nk", name, keys, id)
+		}
+	}
+}
+
+// TestQueryTokenSource checks that the query Deployment would start: a token source
+// (the identity provider, from a ConfigMap that is a template until filled in) and,
+// for its replicas behind one Service, one stream ticket key from a Secret file.
+func TestQueryTokenSource(t *testing.T) {
+	m := loadManifests(t)
+	var q *podOf
+	for _, p := range pods(m) {
+		if serviceIdentity(p.spec.Containers[0].Args) == "query" {
+			q = &p
+		}
+	}
+	if q == nil {
+		t.Fatal("no query Deployment")
+	}
+	c := q.spec.Containers[0]
+	env := resolvedEnv(m, c)
+	mounted := func(path string) bool {
+		for _, vm := range c.VolumeMounts {
+			if filepath.Dir(path) == vm.MountPath {
+				return true
+			}
+		}
+		return false
+	}
+	if err := tokenSource(env, mounted); err != nil {
+		t.Errorf("%s: %v", q.name, err)
+	}
+	if f := env["TOUCHSTREAM_ACCESS_FILE"]; f != "" {
+		t.Errorf("TOUCHSTREAM_ACCESS_FILE %s: production staff tokens come from the identity provider", f)
+	}
+	if q.replicas > 1 {
+		e := envOf(c, "TOUCHSTREAM_STREAM_TICKET_KEY_FILE")
+		if e == nil || !mounted(e.Value) {
+			t.Errorf("%d replicas: want TOUCHSTREAM_STREAM_TICKET_KEY_FILE on a mounted Secret (one ticket key for all)", q.replicas)
+		}
+	}
+	for _, k := range []string{"issuer", "audience", "jwks-url"} {
+		if v := configMap(t, m, "touchstream-oidc").Data[k]; !strings.Contains(v, "REPLACE-WITH") {
+			t.Errorf("ConfigMap touchstream-oidc %s %q: want the placeholder template in the repository", k, v)
 		}
 	}
 }
