@@ -36,6 +36,7 @@ type queryFlags struct {
 	addr     string
 	phoneKey string
 	maxConns int
+	opsCreds string
 	access   accessFlags
 }
 
@@ -43,6 +44,7 @@ func (f *queryFlags) register(fs *flag.FlagSet, env config.Env) {
 	fs.StringVar(&f.addr, "addr", config.String(env, "TOUCHSTREAM_QUERY_ADDR", query.DefaultAddr), "HTTP listen address of the query API (env TOUCHSTREAM_QUERY_ADDR)")
 	fs.StringVar(&f.phoneKey, "phone-index-key-file", config.String(env, "TOUCHSTREAM_PHONE_INDEX_KEY_FILE", ""), "file with the secret of the phone search hash, the projector's (env TOUCHSTREAM_PHONE_INDEX_KEY_FILE); default <data-dir>/secrets/phone-index.key")
 	fs.IntVar(&f.maxConns, "max-db-conns", 16, "most PostgreSQL connections")
+	fs.StringVar(&f.opsCreds, "ops-nats-creds", config.String(env, "TOUCHSTREAM_OPS_NATS_CREDS", ""), "NATS credentials or seed file of the ops identity, for the operations API on the admin listener (stream status, dead-letter discards, erasures; env TOUCHSTREAM_OPS_NATS_CREDS); empty: the operations API shares the query identity, which a server enforcing identities refuses for those calls")
 	f.access.register(fs, env, "")
 }
 
@@ -197,7 +199,23 @@ func runQuery(ctx context.Context, args []string, env config.Env, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: nc, js: js, def: def, cat: cat, log: log},
+	// The operations API acts as the ops identity (natsauth): the query identity may
+	// neither read stream state nor write discards and erasures.
+	opsNC, opsJS := nc, js
+	if f.opsCreds != "" {
+		opsCfg := natsconn.For(&c, "ops")
+		opsCfg.Creds, opsCfg.Name = f.opsCreds, "touchstream-query-ops"
+		if opsNC, err = natsconn.Dial(opsCfg, log); err != nil {
+			return fmt.Errorf("the operations API's NATS connection (--ops-nats-creds): %w", err)
+		}
+		defer opsNC.Close()
+		if opsJS, err = jetstream.New(opsNC); err != nil {
+			return err
+		}
+	} else if c.NATSCreds != "" {
+		log.Warn("the operations API shares the query identity: stream status, dead-letter discards and erasures will be refused by a server enforcing identities; give the query service --ops-nats-creds to serve them")
+	}
+	routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: pool, nc: opsNC, js: opsJS, def: def, cat: cat, log: log},
 		projectorDeps{pool: pool, tiers: tiers, keys: keys, phoneKey: phoneKey, loyalty: club, churn: churnRules}, gate.Authorize)
 	if err != nil {
 		return err

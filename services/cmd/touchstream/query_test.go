@@ -11,6 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/touchstream/touchstream/events/streams"
+	"github.com/touchstream/touchstream/services/internal/config"
+	"github.com/touchstream/touchstream/services/internal/embedded"
+	"github.com/touchstream/touchstream/services/internal/natsauth"
+	"github.com/touchstream/touchstream/services/internal/natsconn"
 	"github.com/touchstream/touchstream/testkit"
 )
 
@@ -117,5 +124,87 @@ func TestQueryNeedsATokenSource(t *testing.T) {
 	_, err = c.run(t, "query", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--oidc-issuer", "https://idp.example.test")
 	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "Audience") {
 		t.Errorf("an incomplete identity provider: %v", err)
+	}
+}
+
+// TestQueryOperationsAsTheOpsIdentity runs the query service on a server that enforces
+// the identities (as in production): with --ops-nats-creds its operations API reads
+// the streams as the ops identity (the query identity may not: the server refuses
+// its JetStream API requests, which then time out).
+func TestQueryOperationsAsTheOpsIdentity(t *testing.T) {
+	c := newCLIEnv(t)
+	c.foldAll(t)
+	tab, err := identityTable(&config.Common{DeployDir: c.deployDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, id := range tab.Identities {
+		names = append(names, id.Name)
+	}
+	seeds, err := natsauth.LoadOrCreateSeeds(t.TempDir(), names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubs := map[string]string{}
+	for _, id := range tab.Identities {
+		pubs[id.Name] = seeds[id.Name].Public
+		if id.Nkey != "" {
+			pubs[id.Name] = id.Nkey
+		}
+	}
+	srv, err := embedded.Start(embedded.Config{Port: testkit.FreePort(t), StoreDir: t.TempDir(), Users: tab.Users(pubs)}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	snc, err := natsconn.Dial(natsconn.Config{URL: srv.URL(), Creds: seeds[natsauth.Streams].Path, Identity: natsauth.Streams, Name: "test-streams"}, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snc.Close()
+	sjs, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := streams.Apply(t.Context(), sjs, c.def); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string {
+		switch k {
+		case "TOUCHSTREAM_NATS_URL":
+			return srv.URL()
+		case "TOUCHSTREAM_NATS_CREDS":
+			return seeds[natsauth.Query].Path
+		}
+		return c.env(k)
+	}
+	status := func(t *testing.T, extra ...string) (int, string) {
+		port, adminPort := testkit.FreePort(t), testkit.FreePort(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		args := append([]string{"query", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+			"--admin-addr", fmt.Sprintf("127.0.0.1:%d", adminPort), "--access-file", c.deployDir + "/access.json"}, extra...)
+		go func() { done <- dispatch(ctx, args, env, io.Discard) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("query: %v", err)
+			}
+		}()
+		admin := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+		testkit.WaitHTTP(t, admin+"/metrics")
+		req, _ := http.NewRequest(http.MethodGet, admin+"/v1/ops/status", nil)
+		req.Header.Set("Authorization", "Bearer dev-operator-token")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := status(t, "--ops-nats-creds", seeds[natsauth.Ops].Path); code != http.StatusOK || !strings.Contains(body, `"TOUCHPOINTS"`) {
+		t.Errorf("status as the ops identity: %d %s, want 200 with the TOUCHPOINTS stream", code, body)
 	}
 }
