@@ -42,6 +42,24 @@ type Envelope struct {
 	Seq       uint64 // stream sequence
 	Partition int
 	StoredAt  time.Time // when the log stored it
+
+	// The decoded payload, kept for the other projections of the group (Payload).
+	payload     events.Payload
+	payloadErr  error
+	payloadDone bool
+}
+
+// Payload decodes the event's data (events.Decode, upcast to the current version) the
+// first time it is asked for and returns the same value to every projection of the
+// group after that: a group of five projections decodes each event once, not five
+// times. The payload is shared: a projection must not modify it. Projections of one
+// group apply a batch one after the other, never at the same time.
+func (e *Envelope) Payload() (events.Payload, error) {
+	if !e.payloadDone {
+		e.payload, e.payloadErr = events.Decode(&e.Event)
+		e.payloadDone = true
+	}
+	return e.payload, e.payloadErr
 }
 
 // Customer is the customer the event concerns, "" for partition-wide events.

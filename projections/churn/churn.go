@@ -257,7 +257,7 @@ func (p *Projection) applyEvent(ctx context.Context, bc *batchCtx, c string, st 
 	var payload any
 	if decoded[e.Type] {
 		var err error
-		if payload, err = events.Decode(&e.Event); err != nil {
+		if payload, err = e.Payload(); err != nil {
 			return projections.Poison(e, err)
 		}
 	}

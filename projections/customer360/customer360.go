@@ -131,7 +131,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 				*prof = *fresh
 				continue
 			}
-			payload, err := events.Decode(&e.Event)
+			payload, err := e.Payload()
 			if err != nil {
 				return projections.Poison(e, err)
 			}

@@ -143,7 +143,7 @@ var relevant = map[string]bool{
 func ledgerEvent(e *projections.Envelope) (ledger.Event, error) {
 	ev := ledger.Event{Ref: e.Ref(), Time: e.Time}
 	if relevant[e.Type] {
-		payload, err := events.Decode(&e.Event)
+		payload, err := e.Payload()
 		if err != nil {
 			return ev, err
 		}

@@ -244,7 +244,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 		switch e.Type {
 		case events.TypeCallCompleted, events.TypeComplaintOpened, events.TypeComplaintResolved,
 			events.TypeCustomerRegistered, events.TypeEventRetracted:
-			payload, err := events.Decode(&e.Event)
+			payload, err := e.Payload()
 			if err != nil {
 				return projections.Poison(e, err)
 			}
