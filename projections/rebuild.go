@@ -52,6 +52,9 @@ type RebuildProgress struct {
 	Rate    float64       // events read per second in this run
 	ETA     time.Duration // at Rate, to Last; 0 when unknown
 	Done    bool
+	// Stage, when set, is what the rebuild does besides reading the log (creating
+	// its deferred indexes).
+	Stage string
 }
 
 // RebuildResult is what a finished rebuild did.
@@ -169,6 +172,11 @@ func Rebuild(ctx context.Context, deps Deps, spec RebuildSpec) (RebuildResult, e
 	}
 	if runErr == nil {
 		// Before the version can be built or serve: the indexes it was folded without.
+		if spec.Progress != nil {
+			p := tr.snapshot()
+			p.Stage = "creating the deferred indexes"
+			spec.Progress(p)
+		}
 		res.IndexTime, res.Deferred, runErr = createDeferredIndexes(ctx, pool, res.Target, func(def string, took time.Duration) {
 			r.log.Info("rebuild: deferred index created", "target", res.Target, "index", def, "seconds", took.Seconds())
 		})

@@ -303,7 +303,8 @@ func (rf *foldFlags) run(ctx context.Context, d *foldDeps, spec projections.Rebu
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"target": res.Target, "replaced": res.Replaced, "resumed": res.Resumed,
-			"switched": res.Switched, "events_read": res.Read, "seconds": res.Elapsed.Seconds(), "switch_seqs": res.SwitchSeqs})
+			"switched": res.Switched, "events_read": res.Read, "seconds": res.Elapsed.Seconds(), "switch_seqs": res.SwitchSeqs,
+			"deferred_indexes": res.Deferred, "index_seconds": res.IndexTime.Seconds()})
 	}
 	rate := 0.0
 	if s := res.Elapsed.Seconds(); s > 0 {
@@ -314,6 +315,9 @@ func (rf *foldFlags) run(ctx context.Context, d *foldDeps, spec projections.Rebu
 		verb = "resumed and built"
 	}
 	fmt.Fprintf(stdout, "%s %s: %d events read in %s (%.0f events/s)\n", verb, res.Target, res.Read, res.Elapsed.Round(time.Millisecond), rate)
+	if res.Deferred > 0 {
+		fmt.Fprintf(stdout, "%d secondary indexes created after the fold in %s\n", res.Deferred, res.IndexTime.Round(time.Millisecond))
+	}
 	switch {
 	case res.Switched:
 		fmt.Fprintf(stdout, "readers switched from %s to %s; the projector continues %s. Drop the old version with: touchstream rebuild drop %s\n",
@@ -428,6 +432,9 @@ func (b *progressBar) show(p projections.RebuildProgress) {
 	}
 	if p.Done {
 		eta = "done"
+	}
+	if p.Stage != "" {
+		eta = p.Stage + "..."
 	}
 	fmt.Fprintf(b.w, "\r%s [%s%s] %5.1f%%  seq %d/%d  %.0f ev/s  ETA %s   ", p.Target,
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), 100*frac, p.Seq, p.Last, p.Rate, eta)

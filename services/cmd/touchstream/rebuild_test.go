@@ -81,8 +81,21 @@ func TestRebuildCommandUnderLiveTraffic(t *testing.T) {
 	}
 	out, err := run("rebuild", "customer360", "--quiet", "--batch", "300")
 	t.Logf("rebuild:\n%s", out)
-	if err != nil || !strings.Contains(out, "customer360_v2") || !strings.Contains(out, "readers switched from customer360_v1 to customer360_v2") {
+	if err != nil || !strings.Contains(out, "customer360_v2") || !strings.Contains(out, "readers switched from customer360_v1 to customer360_v2") ||
+		!strings.Contains(out, "5 secondary indexes created after the fold") {
 		t.Fatalf("rebuild: %v\n%s", err, out)
+	}
+	// The version switched to has every index of the one it replaced.
+	indexes := func(schema string) string {
+		var defs string
+		if err := pool.QueryRow(t.Context(), `SELECT string_agg(replace(indexdef, $1 || '.', ''), E'\n' ORDER BY indexname)
+			FROM pg_indexes WHERE schemaname = $1`, schema).Scan(&defs); err != nil {
+			t.Fatal(err)
+		}
+		return defs
+	}
+	if v1, v2 := indexes("customer360_v1"), indexes("customer360_v2"); v1 != v2 || strings.Count(v2, "\n") < 6 {
+		t.Fatalf("indexes of customer360_v2:\n%s\nwant those of customer360_v1:\n%s", v2, v1)
 	}
 	serving, err := projections.ServingTargets(t.Context(), pool)
 	if err != nil || serving[customer360.Name] != "customer360_v2" {
