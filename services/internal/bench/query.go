@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
 
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/services/internal/audit"
@@ -64,25 +65,15 @@ func (b *bench) query(ctx context.Context) error {
 		return err
 	}
 
-	// Raw: the profile row by key, on a pool of its own.
-	pool, err := b.e.newPool(ctx, 16)
+	// Raw: the profile row by key.
+	rng := rand.New(rand.NewPCG(b.o.Seed, 96))
+	pgRun, err := b.rawProfileReads(ctx, rng, ds.customers, queryRate, queryWarmUp, queryRawTime)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	rng := rand.New(rand.NewPCG(b.o.Seed, 96))
-	table := pgx.Identifier{query.DefaultCustomer360Target, "profiles"}.Sanitize()
-	b.log.Info("raw postgres point reads", "rate", queryRate, "seconds", queryRawTime.Seconds())
-	ids := make([]string, int(queryRate*(queryRawTime+queryWarmUp).Seconds())+1)
-	for i := range ids {
-		ids[i] = customerID(rng.IntN(ds.customers))
-	}
-	pgRun := measureOpenLoop(ctx, queryRate, queryWarmUp, queryRawTime, func(i int, _ time.Time) error {
-		var doc []byte
-		return pool.QueryRow(ctx, `SELECT doc FROM `+table+` WHERE customer_id = $1`, ids[i]).Scan(&doc)
-	})
 
 	// Raw: one data key by id from the key service, without a cache.
+	ids := make([]string, int(queryRate*(queryRawTime+queryWarmUp).Seconds())+1)
 	for i := range ids {
 		ids[i] = customerID(rng.IntN(ds.customers))
 	}
@@ -135,6 +126,27 @@ func (b *bench) query(ctx context.Context) error {
 	return t.write(b.out)
 }
 
+// rawProfileReads measures the raw limit under a profile read: SELECT doc of one
+// profile by key, on a pool of its own (16), at rate for d after warmUp, over
+// customers of the population drawn from rng.
+func (b *bench) rawProfileReads(ctx context.Context, rng *rand.Rand, customers int, rate float64, warmUp, d time.Duration) (openLoopRun, error) {
+	pool, err := b.e.newPool(ctx, 16)
+	if err != nil {
+		return openLoopRun{}, err
+	}
+	defer pool.Close()
+	table := pgx.Identifier{query.DefaultCustomer360Target, "profiles"}.Sanitize()
+	b.log.Info("raw postgres point reads", "rate", rate, "seconds", d.Seconds())
+	ids := make([]string, int(rate*(d+warmUp).Seconds())+1)
+	for i := range ids {
+		ids[i] = customerID(rng.IntN(customers))
+	}
+	return measureOpenLoop(ctx, rate, warmUp, d, func(i int, _ time.Time) error {
+		var doc []byte
+		return pool.QueryRow(ctx, `SELECT doc FROM `+table+` WHERE customer_id = $1`, ids[i]).Scan(&doc)
+	}), nil
+}
+
 // openLoopRun is the outcome of an open-loop measurement.
 type openLoopRun struct {
 	lat      summary
@@ -171,11 +183,26 @@ func measureOpenLoop(ctx context.Context, rate float64, warmUp, d time.Duration,
 // startQuery serves the real query API on a loopback listener, with its access
 // audit log, and returns its URL and a bearer token (role agent) it accepts.
 func (b *bench) startQuery(ctx context.Context) (string, string, func(), error) {
+	return b.startAPI(ctx, "touchstream-bench-query", func(d QueryDeps, _ *nats.Conn) (http.Handler, func(), error) {
+		srv, err := b.d.Query(d)
+		if err != nil {
+			return nil, nil, err
+		}
+		return srv.Handler(), func() {}, nil
+	})
+}
+
+// startAPI serves what build makes of the query service's dependencies (a pool of
+// 16, a NATS connection named name, the data keys through a KeyClient, the access
+// audit log running, a fresh bearer token) on a loopback listener, and returns its
+// URL, the token and the func that stops it all: what build started first (its
+// release), then the listener, then the rest.
+func (b *bench) startAPI(ctx context.Context, name string, build func(QueryDeps, *nats.Conn) (http.Handler, func(), error)) (string, string, func(), error) {
 	pool, err := b.e.newPool(ctx, 16)
 	if err != nil {
 		return "", "", nil, err
 	}
-	nc, err := b.e.connect("touchstream-bench-query")
+	nc, err := b.e.connect(name)
 	if err != nil {
 		pool.Close()
 		return "", "", nil, err
@@ -195,19 +222,20 @@ func (b *bench) startQuery(ctx context.Context) (string, string, func(), error) 
 	audited := make(chan struct{})
 	go func() { defer close(audited); _ = alog.Run(actx) }()
 	token := "bench-" + strconv.FormatUint(rand.Uint64(), 36)
-	srv, err := b.d.Query(QueryDeps{DB: pool, Keys: events.NewKeyClient(nc, events.KeyClientConfig{}), Layout: b.e.layout,
-		PhoneKey: b.e.phoneKey, Log: b.svcLog.With("service", "query"), Token: token, Audit: alog})
+	h, stopBuilt, err := build(QueryDeps{DB: pool, Keys: events.NewKeyClient(nc, events.KeyClientConfig{}), Layout: b.e.layout,
+		PhoneKey: b.e.phoneKey, Log: b.svcLog.With("service", "query"), Token: token, Audit: alog}, nc)
 	release := func() { stopAudit(); <-audited; nc.Close(); pool.Close() }
 	if err != nil {
 		release()
 		return "", "", nil, err
 	}
-	url, stop, err := serve(srv.Handler())
+	url, stop, err := serve(h)
 	if err != nil {
+		stopBuilt()
 		release()
 		return "", "", nil, err
 	}
-	return url, token, func() { stop(); release() }, nil
+	return url, token, func() { stopBuilt(); stop(); release() }, nil
 }
 
 // serve serves h on a fresh loopback listener.
