@@ -15,6 +15,7 @@ import (
 
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
+	"github.com/touchstream/touchstream/projections/servicelevel"
 	"github.com/touchstream/touchstream/projections/valuetier"
 	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/bench"
@@ -24,6 +25,24 @@ import (
 	"github.com/touchstream/touchstream/services/internal/redeem"
 	"github.com/touchstream/touchstream/services/internal/simulate"
 )
+
+// benchGate accepts the bench's token as staff "bench" with roles (none: agent), and
+// issues stream tickets for the console's live streams.
+func benchGate(token string, roles []access.Role) (*access.Gate, error) {
+	if len(roles) == 0 {
+		roles = []access.Role{access.Agent}
+	}
+	st, err := access.NewStaticTokens([]access.Staff{{ID: "bench", Roles: roles,
+		Tokens: []access.Token{{ID: "bench", SHA256: access.HashToken(token)}}}})
+	if err != nil {
+		return nil, err
+	}
+	tickets, err := access.NewTickets(access.RandomTicketKey(), 0)
+	if err != nil {
+		return nil, err
+	}
+	return &access.Gate{Tokens: st, Tickets: tickets}, nil
+}
 
 // benchDatabaseURL is the bench's default PostgreSQL: the local cluster's maintenance
 // database, from which it creates (and at the end drops) a database of its own.
@@ -110,13 +129,50 @@ func runBench(ctx context.Context, args []string, env config.Env, stdout io.Writ
 			return newCustomer360(target, projectorDeps{tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey})
 		},
 		Query: func(d bench.QueryDeps) (*query.Server, error) {
-			st, err := access.NewStaticTokens([]access.Staff{{ID: "bench", Roles: []access.Role{access.Agent},
-				Tokens: []access.Token{{ID: "bench", SHA256: access.HashToken(d.Token)}}}})
+			gate, err := benchGate(d.Token, d.Roles)
 			if err != nil {
 				return nil, err
 			}
 			return buildQuery(queryFlags{addr: "127.0.0.1:0"}, queryDeps{db: d.DB, keys: d.Keys, layout: d.Layout, tiers: tiers,
-				phoneKey: d.PhoneKey, registry: prometheus.NewRegistry(), log: d.Log, gate: &access.Gate{Tokens: st}, audit: d.Audit})
+				phoneKey: d.PhoneKey, registry: prometheus.NewRegistry(), log: d.Log, gate: gate, audit: d.Audit})
+		},
+		// As runQuery assembles the query service.
+		Console: func(ctx context.Context, d bench.ConsoleDeps) (*query.Server, func(context.Context) error, func(), error) {
+			gate, err := benchGate(d.Token, d.Roles)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			cmds, err := newCommandPublisher(ctx, d.NC, d.Layout)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			routes, closeOps, err := opsRoutes(ctx, &toolConn{pool: d.DB, nc: d.NC, js: d.JS, def: def, cat: d.Catalog, log: d.Log},
+				projectorDeps{pool: d.DB, tiers: tiers, keys: d.Keys, phoneKey: d.PhoneKey, loyalty: club, churn: churnRules}, gate.Authorize)
+			if err != nil {
+				_ = cmds.Close()
+				return nil, nil, nil, err
+			}
+			release := func() { closeOps(); _ = cmds.Close() }
+			con, conRoutes, err := buildConsole(d.DB, d.Log, routes, gate)
+			if err != nil {
+				release()
+				return nil, nil, nil, err
+			}
+			srv, err := buildQuery(queryFlags{addr: "127.0.0.1:0"}, queryDeps{db: d.DB, keys: d.Keys, layout: d.Layout, tiers: tiers,
+				phoneKey: d.PhoneKey, registry: prometheus.NewRegistry(), log: d.Log, loyalty: club, commands: cmds, routes: conRoutes,
+				gate: gate, audit: d.Audit})
+			if err != nil {
+				release()
+				return nil, nil, nil, err
+			}
+			return srv, con.Run, release, nil
+		},
+		ServiceLevel: func(target string) (projections.Projection, error) {
+			p, err := servicelevel.New(servicelevel.Options{Target: target})
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
 		},
 		Stdout: stdout,
 		Log:    log,

@@ -29,6 +29,12 @@
 //     projector's population, beside raw PostgreSQL point reads and raw key lookups.
 //   - e2e: publish → visible latency with the gateway, the projector (Runner.Run) and
 //     the query API running, beside raw JetStream publish → consumer delivery.
+//   - console: the web console's pages over the projector's data set (its loyalty,
+//     churn and service-level read models folded first): each page's requests as
+//     app.js makes them, step by step, through the query service with the console
+//     mounted, open loop, beside a raw HTTP round trip to the same server and raw
+//     PostgreSQL point reads; then each page loaded in headless Chromium, timed in
+//     the page until its data is rendered.
 //   - rebuild and loyalty: a blue/green rebuild of the data set, and the loyalty ledger
 //     with the redemption API at 200 requests/s.
 //   - scale: the data set folded by one, two and three projector instances sharing the

@@ -24,14 +24,15 @@ import (
 	"github.com/touchstream/touchstream/events/streams"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/projections/churn/features"
+	"github.com/touchstream/touchstream/services/internal/access"
 	"github.com/touchstream/touchstream/services/internal/gateway"
 	"github.com/touchstream/touchstream/services/internal/query"
 	"github.com/touchstream/touchstream/services/internal/simulate"
 )
 
-// Suites, in the order `all` runs them. query and e2e run over the projector's data
-// set (built first when the projector suite is not run).
-var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e", "scale", "churn"}
+// Suites, in the order `all` runs them. query, e2e and console run over the
+// projector's data set (built first when the projector suite is not run).
+var Suites = []string{"ingest", "projector", "rebuild", "loyalty", "query", "e2e", "console", "scale", "churn"}
 
 // Defaults of the data set sizes.
 const (
@@ -45,8 +46,8 @@ type Options struct {
 	Suite string
 	// Seed makes the generated events reproducible: the same seed, the same events.
 	Seed uint64
-	// Customers and Events size the projector's data set (the query and e2e suites
-	// use it too). The ingest suite sends min(200,000, Events) recharges over
+	// Customers and Events size the projector's data set (the query, e2e and console
+	// suites use it too). The ingest suite sends min(200,000, Events) recharges over
 	// min(100,000, Customers) customers, and min(100,000, Events/2) events in the runs
 	// with personal fields.
 	Customers int
@@ -156,10 +157,22 @@ type QueryDeps struct {
 	PhoneKey []byte
 	Log      *slog.Logger
 	// Token is the bench's bearer token: the server must accept it as a staff member
-	// with the agent role (personal fields masked, as the call center reads them).
+	// with Roles, or with the agent role when Roles is empty (personal fields masked,
+	// as the call center reads them).
 	Token string
+	Roles []access.Role
 	// Audit is the access audit log the server records reads in, running.
 	Audit query.AuditLog
+}
+
+// ConsoleDeps are what the query service with the web console is built from: the
+// query API's, and the connections the console's live streams, its operations routes
+// and its command service use.
+type ConsoleDeps struct {
+	QueryDeps
+	NC      *nats.Conn
+	JS      jetstream.JetStream
+	Catalog *events.Catalog
 }
 
 // Deps are the bench's collaborators. Projector and Query build the real services as
@@ -176,6 +189,15 @@ type Deps struct {
 	// does; the func it returns releases it.
 	Redeem func(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, log *slog.Logger) (http.Handler, func(), error)
 	Query  func(QueryDeps) (*query.Server, error)
+	// Console builds the query service as `touchstream query` assembles it: the query
+	// API with the loyalty routes and the command service, the web console mounted
+	// beside it (assets, live streams, read-only operations routes), and stream
+	// tickets. run serves the console's live streams until its context ends; release
+	// closes what Console opened.
+	Console func(ctx context.Context, d ConsoleDeps) (srv *query.Server, run func(context.Context) error, release func(), err error)
+	// ServiceLevel builds the service-level projection bound to a target, as the
+	// projector does (for the console suite).
+	ServiceLevel func(target string) (projections.Projection, error)
 	// Churn builds the churn projection bound to a target, as the projector does.
 	Churn func(target string) (projections.Projection, error)
 	// Stdout receives the tables; Log the progress (stderr).
@@ -247,6 +269,8 @@ func Run(ctx context.Context, o Options, d Deps) error {
 			err = b.query(ctx)
 		case "e2e":
 			err = b.e2e(ctx)
+		case "console":
+			err = b.console(ctx)
 		case "scale":
 			err = b.scale(ctx)
 		case "churn":
