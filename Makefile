@@ -50,7 +50,7 @@ fuzz: deps ## run every fuzz target longer (FUZZ_LONG each, default 2m)
 	scripts/fuzz.sh $(FUZZ_LONG)
 
 .PHONY: bench
-bench: build postgres ## measure throughput and latency; prints tables beside this machine's raw limits
+bench: build postgres chromium ## measure throughput and latency; prints tables beside this machine's raw limits
 	$(BIN) bench --deploy-dir deploy
 
 .PHONY: lint
