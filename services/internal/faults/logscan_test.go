@@ -291,9 +291,11 @@ func TestLogsHoldNoPersonalData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if testing.Verbose() {
-		t.Logf("log:\n%s", logs)
-	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs)
+		}
+	})
 	// The run really went through the services: their debug and error lines are there.
 	for _, want := range []string{`"service":"gateway"`, `"service":"keys"`, `"service":"projector"`, `"service":"query"`,
 		`"service":"redeem"`, `"service":"notify"`, `"service":"clock"`, `"status":422`, `"status":401`} {
