@@ -18,8 +18,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections/churn"
 )
@@ -108,8 +106,7 @@ func (p params) bool(name string) (bool, error) {
 // readModelMissing maps a read model's missing table (the version was never built on
 // this database) to a 404, so a server without the projection answers plainly.
 func readModelMissing(err error, target string, fresh *Freshness) error {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000") {
+	if notMigrated(err) {
 		return &apiError{status: http.StatusNotFound, code: codeNotFound, fresh: fresh,
 			message: fmt.Sprintf("the read model %s does not exist on this server", target)}
 	}

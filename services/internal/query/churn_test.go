@@ -522,3 +522,17 @@ func TestDocumentedRoutesServed(t *testing.T) {
 		t.Errorf("%d operations documented, want at least 18", n)
 	}
 }
+
+// TestReadModelsNotCreatedYet: before the projector has created a read model on the
+// database (a fresh installation starting up), its routes answer 503 with a
+// Retry-After and say why, rather than a 500.
+func TestReadModelsNotCreatedYet(t *testing.T) {
+	f := newFixture(t)
+	f.serve(t, query.Config{Customer360Target: "customer360_v9", TimelineTarget: "timeline_v9"}, query.Deps{})
+	for _, path := range []string{"/v1/customers/" + alice, "/v1/customers/" + alice + "/timeline", "/v1/customers?tier=gold"} {
+		r := f.get(t, path, roleToken("agent"))
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), "not created yet") {
+			t.Errorf("%s: %d %s (Retry-After %q), want 503 saying the read models are not created yet", path, r.status, r.body, r.header.Get("Retry-After"))
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/touchstream/touchstream/events"
 	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/services/internal/access"
@@ -296,10 +298,23 @@ func (s *Server) fail(w http.ResponseWriter, c *call, route string, err error) i
 		w.Header().Set("Retry-After", "1")
 		return s.writeError(w, c, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
 			message: "temporarily unavailable; retry shortly and quote the request id if it persists"})
+	case notMigrated(err):
+		// The projector has not created the read models (or the runtime's tables) on
+		// this database yet: a fresh installation starting up, not a fault.
+		s.log.Warn("read models not created yet", "request_id", c.reqID, "route", route, "error", err)
+		w.Header().Set("Retry-After", "5")
+		return s.writeError(w, c, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+			message: "the read models are not created yet: the projector creates them when it starts; retry shortly"})
 	default:
 		s.log.Error("request failed", "request_id", c.reqID, "route", route, "customer_id", c.customer, "error", err)
 		return s.writeError(w, c, internalError())
 	}
+}
+
+// notMigrated reports a missing table or schema (undefined_table, invalid_schema_name).
+func notMigrated(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000")
 }
 
 func internalError() *apiError {
