@@ -571,7 +571,11 @@ func TestErrorAnswers(t *testing.T) {
 		}
 	})
 	t.Run("internal error", func(t *testing.T) {
-		// A timeline target that does not exist: the database refuses the read.
+		// A timeline target of the wrong shape: the database refuses the read. (One
+		// that does not exist yet is a 503: TestReadModelsNotCreatedYet.)
+		if _, err := f.pool.Exec(t.Context(), `CREATE SCHEMA timeline_v9; CREATE TABLE timeline_v9.events (unrelated int)`); err != nil {
+			t.Fatal(err)
+		}
 		g := *f
 		g.serve(t, query.Config{TimelineTarget: "timeline_v9"}, query.Deps{})
 		r := g.get(t, "/v1/customers/"+alice+"/timeline", http.Header{"X-Request-Id": {"req-500"}})
@@ -582,7 +586,7 @@ func TestErrorAnswers(t *testing.T) {
 		if strings.Contains(string(r.body), "timeline_v9") || strings.Contains(string(r.body), "relation") {
 			t.Errorf("the answer leaks the cause: %s", r.body)
 		}
-		if logs := g.logs.String(); !strings.Contains(logs, "request_id=req-500") || !strings.Contains(logs, "timeline_v9") {
+		if logs := g.logs.String(); !strings.Contains(logs, "request_id=req-500") || !strings.Contains(logs, "does not exist (SQLSTATE 42703)") {
 			t.Errorf("the cause is not logged with the request id:\n%s", logs)
 		}
 	})
