@@ -515,7 +515,7 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, order []string, membe
 		replace                   []string
 		eCust, eKind, eSrc, eID   []string
 		eRules                    []string
-		eN, eMonth                []int32
+		eN, eMonth, ePart         []int32
 		ePoints                   []int64
 		eAt                       []time.Time
 	)
@@ -545,7 +545,7 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, order []string, membe
 		for n := from; n < len(st.m.Entries); n++ {
 			e := st.m.Entries[n]
 			eCust, eN, eKind, ePoints = append(eCust, c), append(eN, int32(n)), append(eKind, string(e.Kind)), append(ePoints, e.Points)
-			eAt, eMonth = append(eAt, e.At), append(eMonth, int32(ledger.Month(e.At, loc)))
+			eAt, eMonth, ePart = append(eAt, e.At), append(eMonth, int32(ledger.Month(e.At, loc))), append(ePart, int32(st.partition))
 			eSrc, eID, eRules = append(eSrc, e.Event.Source), append(eID, e.Event.ID), append(eRules, e.Rules)
 		}
 	}
@@ -565,9 +565,9 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, order []string, membe
 		}
 	}
 	if len(eCust) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO `+q+`.entries (customer_id, n, kind, points, at, month, event_source, event_id, rules)
-			SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::timestamptz[], $6::int[], $7::text[], $8::text[], $9::text[])`,
-			eCust, eN, eKind, ePoints, eAt, eMonth, eSrc, eID, eRules); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+q+`.entries (customer_id, n, kind, points, at, month, event_source, event_id, rules, partition)
+			SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::timestamptz[], $6::int[], $7::text[], $8::text[], $9::text[], $10::int[])`,
+			eCust, eN, eKind, ePoints, eAt, eMonth, eSrc, eID, eRules, ePart); err != nil {
 			return fmt.Errorf("loyalty: store entries: %w", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -81,7 +82,54 @@ func snapshot(ctx context.Context, pool *pgxpool.Pool, target string) (any, erro
 	if _, err := pgx.ForEachRow(rows, []any{&sig}, func() error { sigs = append(sigs, sig); return nil }); err != nil {
 		return nil, err
 	}
-	return map[string]any{"members": out, "signals": sigs}, nil
+	totals, err := loyalty.ClubTotals(ctx, pool, target, 1200)
+	if err != nil {
+		return nil, err
+	}
+	scanned, err := scanTotals(ctx, pool, target)
+	if err != nil {
+		return nil, err
+	}
+	if diff := cmp.Diff(scanned, totals); diff != "" {
+		return nil, fmt.Errorf("the club totals kept by the triggers differ from a scan of %s (-scan +kept):\n%s", target, diff)
+	}
+	return map[string]any{"members": out, "signals": sigs, "totals": totals}, nil
+}
+
+// scanTotals is the oracle of the kept totals: the club's totals summed over every
+// member and every ledger entry.
+func scanTotals(ctx context.Context, pool *pgxpool.Pool, target string) (*loyalty.Totals, error) {
+	t := &loyalty.Totals{Tiers: map[string]int64{}}
+	s := pgx.Identifier{target}.Sanitize()
+	rows, err := pool.Query(ctx, `SELECT tier, count(*), coalesce(sum(balance), 0), coalesce(sum(overdraft), 0) FROM `+s+`.members GROUP BY tier`)
+	if err != nil {
+		return nil, err
+	}
+	var tier string
+	var n, bal, od int64
+	if _, err := pgx.ForEachRow(rows, []any{&tier, &n, &bal, &od}, func() error {
+		t.Tiers[tier], t.Members, t.Outstanding, t.Overdrawn = n, t.Members+n, t.Outstanding+bal, t.Overdrawn+od
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rows, err = pool.Query(ctx, `SELECT month,
+			coalesce(sum(points) FILTER (WHERE kind = 'earn'), 0), coalesce(sum(points) FILTER (WHERE kind = 'bonus'), 0),
+			coalesce(-sum(points) FILTER (WHERE kind IN ('redeem', 'overdraft') AND points < 0), 0),
+			coalesce(-sum(points) FILTER (WHERE kind = 'expire'), 0), coalesce(-sum(points) FILTER (WHERE kind = 'reverse'), 0),
+			coalesce(sum(points) FILTER (WHERE kind = 'adjust'), 0), coalesce(sum(points), 0)
+		FROM `+s+`.entries GROUP BY month ORDER BY month`)
+	if err != nil {
+		return nil, err
+	}
+	var m int32
+	var mt loyalty.MonthTotal
+	_, err = pgx.ForEachRow(rows, []any{&m, &mt.Earned, &mt.Bonus, &mt.Redeemed, &mt.Expired, &mt.Reversed, &mt.Adjusted, &mt.Net}, func() error {
+		mt.Month = fmt.Sprintf("%04d-%02d", m/12, m%12+1)
+		t.Months = append(t.Months, mt)
+		return nil
+	})
+	return t, err
 }
 
 type entryRow struct {

@@ -137,11 +137,13 @@ type Totals struct {
 	Months      []MonthTotal     `json:"months"`
 }
 
-// ClubTotals sums the ledger: one statement over members, one over entries.
+// ClubTotals reads the club's totals: per tier and per month, summed over the
+// partitions' rows that the 0002 migration's triggers keep up to date with every write
+// to members and entries (a few hundred rows, whatever the club's size).
 func ClubTotals(ctx context.Context, q projections.Querier, target string, months int) (*Totals, error) {
 	t := &Totals{Tiers: map[string]int64{}}
-	mt := pgx.Identifier{target, "members"}.Sanitize()
-	rows, err := q.Query(ctx, `SELECT tier, count(*), coalesce(sum(balance), 0), coalesce(sum(overdraft), 0) FROM `+mt+` GROUP BY tier`)
+	rows, err := q.Query(ctx, `SELECT tier, sum(members), sum(balance), sum(overdraft) FROM `+pgx.Identifier{target, "tier_totals"}.Sanitize()+`
+		GROUP BY tier HAVING sum(members) > 0`)
 	if err != nil {
 		return nil, fmt.Errorf("loyalty totals: %w", err)
 	}
@@ -156,16 +158,18 @@ func ClubTotals(ctx context.Context, q projections.Querier, target string, month
 	}); err != nil {
 		return nil, fmt.Errorf("loyalty totals: %w", err)
 	}
-	rows, err = q.Query(ctx, `SELECT month,
+	rows, err = q.Query(ctx, `WITH k AS (
+			SELECT month, kind, sum(points) AS points, sum(negative) AS negative FROM `+pgx.Identifier{target, "month_totals"}.Sanitize()+`
+			GROUP BY month, kind HAVING sum(entries) > 0)
+		SELECT month,
 			coalesce(sum(points) FILTER (WHERE kind = 'earn'), 0),
 			coalesce(sum(points) FILTER (WHERE kind = 'bonus'), 0),
-			coalesce(-sum(points) FILTER (WHERE kind IN ('redeem', 'overdraft') AND points < 0), 0),
+			coalesce(-sum(negative) FILTER (WHERE kind IN ('redeem', 'overdraft')), 0),
 			coalesce(-sum(points) FILTER (WHERE kind = 'expire'), 0),
 			coalesce(-sum(points) FILTER (WHERE kind = 'reverse'), 0),
 			coalesce(sum(points) FILTER (WHERE kind = 'adjust'), 0),
 			coalesce(sum(points), 0)
-		FROM `+pgx.Identifier{target, "entries"}.Sanitize()+`
-		WHERE month > (SELECT coalesce(max(month), 0) FROM `+pgx.Identifier{target, "entries"}.Sanitize()+`) - $1
+		FROM k WHERE month > (SELECT coalesce(max(month), 0) FROM k) - $1
 		GROUP BY month ORDER BY month`, months)
 	if err != nil {
 		return nil, fmt.Errorf("loyalty totals: %w", err)
