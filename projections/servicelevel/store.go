@@ -1,8 +1,12 @@
 package servicelevel
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -168,7 +172,13 @@ func (f *fold) store(ctx context.Context, tx pgx.Tx) error {
 			hours                                             []time.Time
 			off, ans, within, aband, wait, handling, outbound []int64
 		)
-		for k, c := range f.hourly {
+		// In key order: workers of other partitions share these rows, and two
+		// transactions locking them in different orders deadlock.
+		keys := slices.SortedFunc(maps.Keys(f.hourly), func(a, b hourKey) int {
+			return cmp.Or(strings.Compare(a.queue, b.queue), cmp.Compare(a.hour, b.hour))
+		})
+		for _, k := range keys {
+			c := f.hourly[k]
 			queues, hours = append(queues, k.queue), append(hours, time.Unix(k.hour, 0))
 			off, ans, within, aband = append(off, c.offered), append(ans, c.answered), append(within, c.within), append(aband, c.abandoned)
 			wait, handling, outbound = append(wait, c.wait), append(handling, c.handling), append(outbound, c.outbound)
