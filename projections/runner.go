@@ -478,7 +478,7 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 	errs := make(chan error, workers+1)
 	done := make(chan struct{}, workers)
 	for w := range inboxes {
-		inboxes[w] = make(chan []jetstream.Msg, 2)
+		inboxes[w] = make(chan []jetstream.Msg, 1) // one batch ahead; more coalesces in fanOut
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for msgs := range inboxes[w] {
@@ -519,37 +519,84 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 }
 
 // fanOut reads batches (the first message, then up to BatchSize × workers more within
-// Linger) and sends each worker the messages of its partitions, in stream order. In
-// catch-up mode it returns once nothing more is pending.
+// Linger) and sends each worker the messages of its partitions, in stream order. A
+// worker still busy with its previous batch does not make the reader wait: what it
+// would have been sent waits in its pending batch, and what the reader reads next is
+// added to it, up to BatchSize, so that under load each commit carries more events
+// instead of the batches queueing up small. In catch-up mode it returns once nothing
+// more is pending and everything read has been handed over.
 func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, stream string, opts readOptions,
 	workerOf map[int]int, inboxes []chan []jetstream.Msg) error {
 	catchUp := opts.catchUp
 	limit := r.cfg.BatchSize * len(inboxes)
+	pending := make([][]jetstream.Msg, len(inboxes))
+	waiting := 0 // messages in pending
+	// hand sends each worker its pending batch: at once if it is free, else only if
+	// block or the batch is full (then waiting for the worker).
+	hand := func(block bool) error {
+		for w, msgs := range pending {
+			if len(msgs) == 0 {
+				continue
+			}
+			if block || len(msgs) >= r.cfg.BatchSize {
+				select {
+				case inboxes[w] <- msgs:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			} else {
+				select {
+				case inboxes[w] <- msgs:
+				default:
+					continue
+				}
+			}
+			waiting -= len(msgs)
+			pending[w] = nil
+		}
+		return nil
+	}
 	for {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
+		var m jetstream.Msg
+		var err error
+		if waiting > 0 {
+			// Something waits for a busy worker: look for more, but come back to it.
+			m, err = it.Next(jetstream.NextMaxWait(r.cfg.Linger))
+			if err != nil {
+				if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+					if err := hand(false); err != nil {
+						return err
+					}
+					continue
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("next message from %s: %w", stream, err)
+			}
+		} else if m, err = it.Next(jetstream.NextContext(ctx)); err != nil {
 			return fmt.Errorf("next message from %s: %w", stream, err)
 		}
-		split := make([][]jetstream.Msg, len(inboxes))
-		n, pending := 0, uint64(0)
+		n, behind := 0, uint64(0)
 		add := func(m jetstream.Msg) {
 			if opts.to > 0 {
 				if md, err := m.Metadata(); err == nil && md.Sequence.Stream > opts.to {
-					pending = 0 // past the end of the range: caught up
+					behind = 0 // past the end of the range: caught up
 					return
 				}
 			}
 			n++
-			pending = pendingOf(m)
+			behind = pendingOf(m)
 			w := 0
 			if p, _, err := r.deps.Layout.ParseSubject(m.Subject()); err == nil {
 				w = workerOf[p]
 			}
-			split[w] = append(split[w], m)
+			pending[w] = append(pending[w], m)
+			waiting++
 		}
 		add(m)
 		deadline := time.Now().Add(r.cfg.Linger)
-		for n < limit && !(catchUp && pending == 0) {
+		for n < limit && !(catchUp && behind == 0) {
 			wait := time.Until(deadline)
 			if wait <= 0 {
 				break
@@ -563,17 +610,11 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 			}
 			add(m)
 		}
-		for w, msgs := range split {
-			if len(msgs) == 0 {
-				continue
-			}
-			select {
-			case inboxes[w] <- msgs:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		done := catchUp && behind == 0
+		if err := hand(done); err != nil {
+			return err
 		}
-		if catchUp && pending == 0 {
+		if done {
 			return nil
 		}
 		if ctx.Err() != nil {
