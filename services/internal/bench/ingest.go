@@ -378,15 +378,24 @@ func (b *bench) publishShards(ctx context.Context, pub *events.Publisher, shards
 	return g.Wait()
 }
 
-// checkStored checks that the log holds exactly n messages.
-func (b *bench) checkStored(ctx context.Context, n int) error {
+// logMessages is how many messages the log's streams hold.
+func (b *bench) logMessages(ctx context.Context) (uint64, error) {
 	var total uint64
 	for _, s := range b.e.layout.Streams {
 		st, err := b.e.js.Stream(ctx, s.Name)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		total += st.CachedInfo().State.Msgs
+	}
+	return total, nil
+}
+
+// checkStored checks that the log holds exactly n messages.
+func (b *bench) checkStored(ctx context.Context, n int) error {
+	total, err := b.logMessages(ctx)
+	if err != nil {
+		return err
 	}
 	if total != uint64(n) {
 		return fmt.Errorf("the log holds %d messages, %d were published", total, n)

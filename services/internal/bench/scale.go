@@ -159,7 +159,14 @@ func (b *bench) scaleRun(ctx context.Context, ds *dataset, n int) (scaleRun, err
 		return out, err
 	}
 
-	b.log.Info("scale run starting", "instances", n, "events", ds.events)
+	// The whole log: the data set, and the live events of the e2e suite when it ran
+	// before.
+	inLog, err := b.logMessages(ctx)
+	if err != nil {
+		return out, err
+	}
+	total := int(inLog)
+	b.log.Info("scale run starting", "instances", n, "events", total)
 	pg0, err := b.pgActivity(ctx)
 	if err != nil {
 		return out, err
@@ -170,10 +177,10 @@ func (b *bench) scaleRun(ctx context.Context, ds *dataset, n int) (scaleRun, err
 		g.Go(func() error { return in.runner.Run(gctx) })
 	}
 	var shares string
-	out.m, err = timed(ds.events, func() error {
+	out.m, err = timed(total, func() error {
 		stop := every(5*time.Second, func() {
 			done, _ := b.appliedLeast(ctx)
-			b.log.Info("scale run", "instances", n, "events", done, "of", ds.events)
+			b.log.Info("scale run", "instances", n, "events", done, "of", total)
 		})
 		defer stop()
 		for {
@@ -181,13 +188,13 @@ func (b *bench) scaleRun(ctx context.Context, ds *dataset, n int) (scaleRun, err
 			if err != nil {
 				return err
 			}
-			if done >= int64(ds.events) {
+			if done >= int64(total) {
 				shares, err = b.leaseShares(ctx, names)
 				return err
 			}
 			select {
 			case <-gctx.Done():
-				return fmt.Errorf("runners stopped with %d of %d events folded", done, ds.events)
+				return fmt.Errorf("runners stopped with %d of %d events folded", done, total)
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
@@ -217,8 +224,8 @@ func (b *bench) scaleRun(ctx context.Context, ds *dataset, n int) (scaleRun, err
 			(SELECT count(*) FROM projections.dead_letters)`).Scan(&out.timeline, &out.profiles, &out.parked); err != nil {
 		return out, fmt.Errorf("count read models: %w", err)
 	}
-	if out.timeline != int64(ds.events) {
-		return out, fmt.Errorf("timeline holds %d rows after folding %d events", out.timeline, ds.events)
+	if out.timeline != int64(total) {
+		return out, fmt.Errorf("timeline holds %d rows after folding the log's %d events", out.timeline, total)
 	}
 	b.log.Info("scale run done", "instances", n, "seconds", out.m.elapsed.Seconds(), "events_per_s", int(out.m.rate()), "shares", shares)
 	return out, nil
