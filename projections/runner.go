@@ -478,7 +478,7 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 	errs := make(chan error, workers+1)
 	done := make(chan struct{}, workers)
 	for w := range inboxes {
-		inboxes[w] = make(chan []jetstream.Msg, 1) // one batch ahead; more coalesces in fanOut
+		inboxes[w] = make(chan []jetstream.Msg) // handed over only to a waiting worker: while it folds, fanOut coalesces
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for msgs := range inboxes[w] {
