@@ -11,6 +11,7 @@ type metrics struct {
 	batches   *prometheus.CounterVec   // group
 	batchDur  *prometheus.HistogramVec // group
 	batchSize *prometheus.HistogramVec // group
+	gathered  *prometheus.HistogramVec // group: events per gathered window
 	retries   *prometheus.CounterVec   // group, kind
 	stages    *prometheus.CounterVec   // group, stage: seconds spent
 	owned     *prometheus.GaugeVec     // group, instance
@@ -39,11 +40,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		batchSize: Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "touchstream_projection_batch_events",
 			Help:    "Events per committed batch.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+			Buckets: prometheus.ExponentialBuckets(1, 2, 17),
+		}, []string{"group"})),
+		gathered: Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "touchstream_projection_gathered_events",
+			Help:    "Events per window gathered by a reader far behind the log and folded partition by partition.",
+			Buckets: prometheus.ExponentialBuckets(1000, 4, 9),
 		}, []string{"group"})),
 		stages: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "touchstream_projection_stage_seconds_total",
-			Help: "Time spent per stage of folding: decode (and validate), fence (checkpoints), apply:<target>, park, commit.",
+			Help: "Time spent per stage of folding: gather (reading a window far behind the log), decode (and validate), fence (checkpoints), apply:<target>, park, commit.",
 		}, []string{"group", "stage"})),
 		retries: Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "touchstream_projection_retries_total",

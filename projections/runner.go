@@ -67,6 +67,20 @@ type Config struct {
 	// disjoint subset with its own transactions, so that decoding, folding and the
 	// database work of several batches overlap (default 2).
 	Workers int
+	// GatherFrom: a reader at least this many events behind the log gathers a window
+	// of it and folds it partition by partition, so that a customer's events of the
+	// window are folded and written once (see gather.go, ADR 35). Default 50,000;
+	// negative: never.
+	GatherFrom int
+	// GatherBytes bounds a window's messages in memory (default 1 GiB).
+	GatherBytes int64
+	// GatherBatch is the most events of a partition folded in one transaction of a
+	// window (default 50,000).
+	GatherBatch int
+	// GatherAge bounds how long a live reader gathers before it folds, so that the read
+	// models' freshness moves while it catches up (default 20s). A catch-up read
+	// (CatchUp, a rebuild) gathers until GatherBytes or the end.
+	GatherAge time.Duration
 }
 
 func (c *Config) defaults(targets []string) {
@@ -107,6 +121,18 @@ func (c *Config) defaults(targets []string) {
 	if c.Workers <= 0 {
 		c.Workers = 2
 	}
+	if c.GatherFrom == 0 {
+		c.GatherFrom = 50_000
+	}
+	if c.GatherBytes <= 0 {
+		c.GatherBytes = 1 << 30
+	}
+	if c.GatherBatch <= 0 {
+		c.GatherBatch = 50_000
+	}
+	if c.GatherAge <= 0 {
+		c.GatherAge = 20 * time.Second
+	}
 }
 
 // Validate checks the configuration.
@@ -117,6 +143,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("batch size %d: at most 100000", c.BatchSize))
+	}
+	if c.GatherBatch > 100_000 {
+		errs = append(errs, fmt.Errorf("gather batch %d: at most 100000", c.GatherBatch))
 	}
 	if c.Heartbeat >= c.LeaseTTL {
 		errs = append(errs, fmt.Errorf("heartbeat %s must be shorter than the lease TTL %s", c.Heartbeat, c.LeaseTTL))
@@ -474,15 +503,15 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inboxes := make([]chan []jetstream.Msg, workers)
+	inboxes := make([]chan handoff, workers)
 	errs := make(chan error, workers+1)
 	done := make(chan struct{}, workers)
 	for w := range inboxes {
-		inboxes[w] = make(chan []jetstream.Msg) // handed over only to a waiting worker: while it folds, fanOut coalesces
+		inboxes[w] = make(chan handoff) // handed over only to a waiting worker: while it folds, fanOut coalesces
 		go func() {
 			defer func() { done <- struct{}{} }()
-			for msgs := range inboxes[w] {
-				d := r.decodeBatch(msgs)
+			for h := range inboxes[w] {
+				d := r.decodeBatch(h.msgs)
 				if d.err != nil {
 					errs <- d.err
 					cancel()
@@ -495,7 +524,11 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 					return
 				}
 				if opts.progress != nil {
-					opts.progress(d.seqs[len(d.seqs)-1], d.pending, len(d.msgs))
+					seq, pending := d.seqs[len(d.seqs)-1], d.pending
+					if h.window != nil {
+						seq, pending = h.window.applied(len(d.msgs))
+					}
+					opts.progress(seq, pending, len(d.msgs))
 				}
 			}
 		}()
@@ -526,7 +559,7 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 // instead of the batches queueing up small. In catch-up mode it returns once nothing
 // more is pending and everything read has been handed over.
 func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, stream string, opts readOptions,
-	workerOf map[int]int, inboxes []chan []jetstream.Msg) error {
+	workerOf map[int]int, inboxes []chan handoff) error {
 	catchUp := opts.catchUp
 	limit := r.cfg.BatchSize * len(inboxes)
 	pending := make([][]jetstream.Msg, len(inboxes))
@@ -540,13 +573,13 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 			}
 			if block || len(msgs) >= r.cfg.BatchSize {
 				select {
-				case inboxes[w] <- msgs:
+				case inboxes[w] <- handoff{msgs: msgs}:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
 			} else {
 				select {
-				case inboxes[w] <- msgs:
+				case inboxes[w] <- handoff{msgs: msgs}:
 				default:
 					continue
 				}
@@ -576,6 +609,18 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 			}
 		} else if m, err = it.Next(jetstream.NextContext(ctx)); err != nil {
 			return fmt.Errorf("next message from %s: %w", stream, err)
+		}
+		if r.cfg.GatherFrom > 0 && pendingOf(m) >= uint64(r.cfg.GatherFrom) {
+			// Far behind the log: what is waiting goes first (a partition's events stay in
+			// order), then a window is gathered and folded partition by partition.
+			if err := hand(true); err != nil {
+				return err
+			}
+			done, err := r.gather(ctx, it, stream, opts, m, workerOf, inboxes)
+			if err != nil || done {
+				return err
+			}
+			continue
 		}
 		n, behind := 0, uint64(0)
 		add := func(m jetstream.Msg) {

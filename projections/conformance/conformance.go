@@ -77,6 +77,23 @@ func Run(t *testing.T, s Subject) {
 				t.Fatalf("replay with batch %d differs from live (-live +replay):\n%s", batch, diff)
 			}
 		}
+		// Far behind the log, a reader gathers windows and folds them partition by
+		// partition: one window of the whole log in batches of a whole partition, in
+		// batches of 7, and windows of about 40 kB (several per partition's history).
+		for _, g := range []struct {
+			name  string
+			batch int
+			bytes int64
+		}{{"whole", 100_000, 0}, {"b7", 7, 0}, {"w40k", 1000, 40_000}} {
+			target := "replay_gather_" + g.name
+			r := e.runner(t, projections.Config{BatchSize: 13, GatherFrom: 1, GatherBatch: g.batch, GatherBytes: g.bytes}, s.New(t, target, e.Keys))
+			if err := r.CatchUp(t.Context(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, snapshot(t, e, s, target)); diff != "" {
+				t.Fatalf("replay gathering (%s) differs from live (-live +replay):\n%s", g.name, diff)
+			}
+		}
 	})
 	t.Run("reading again changes nothing", func(t *testing.T) {
 		want := snapshot(t, e, s, live)
@@ -156,6 +173,11 @@ func runLive(t *testing.T, e *Env, s Subject, target string, crash bool) {
 	}
 	cfg := projections.Config{Group: "live-" + target, BatchSize: 50, LeaseTTL: 2 * time.Second, Heartbeat: 200 * time.Millisecond,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+	if crash {
+		// The crashy runner starts behind the whole log: it gathers windows (of at most
+		// 100 ms while live) and folds them in batches of 37 events of a partition.
+		cfg.GatherFrom, cfg.GatherBatch, cfg.GatherAge = 100, 37, 100*time.Millisecond
+	}
 	pool := e.Pool
 	if crash {
 		// The runner gets its own pool, whose connections the test kills.
