@@ -25,8 +25,8 @@
 //     projection with one multi-row statement per table, and committed in ONE
 //     transaction that advances the checkpoint of every partition the batch covers. A
 //     quiet log costs one commit per batch, never one per partition per event.
-//   - Gathering. A reader at least GatherFrom events behind the log (a rebuild, a
-//     projector back from an outage) gathers a window of up to GatherBytes and folds
+//   - Gathering. A catch-up read (CatchUp, a rebuild or replay) at least GatherFrom
+//     events behind the log gathers a window of up to GatherBytes and folds
 //     it one partition after the other, in batches of up to GatherBatch events of one
 //     partition: a customer's events of the window are folded and written once
 //     (gather.go, ADR 35).

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Gathering (ADR 35). A reader far behind the log (a rebuild, a replay, a projector
-// catching up after an outage or deployed over a long log) does not fold the log as it
+// Gathering (ADR 35). A catch-up read far behind the log (a rebuild, a replay,
+// Runner.CatchUp) does not fold the log as it
 // comes, a thousand events of every partition at a time: most customers then appear
 // once per batch, and every event costs a read and a write of its customer's row. It
 // gathers a window of the log instead, up to GatherBytes of messages, grouped by
@@ -83,8 +83,7 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 			}
 			win.last, behind = md.Sequence.Stream, md.NumPending
 		}
-		if (opts.catchUp && behind == 0) || size >= r.cfg.GatherBytes ||
-			(!opts.catchUp && time.Since(began) >= r.cfg.GatherAge) {
+		if behind == 0 || size >= r.cfg.GatherBytes {
 			break
 		}
 		if m, err = it.Next(jetstream.NextMaxWait(wait)); err != nil {
@@ -147,5 +146,5 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 		return false, err
 	default:
 	}
-	return opts.catchUp && behind == 0, nil
+	return behind == 0, nil
 }

@@ -67,7 +67,8 @@ type Config struct {
 	// disjoint subset with its own transactions, so that decoding, folding and the
 	// database work of several batches overlap (default 2).
 	Workers int
-	// GatherFrom: a reader at least this many events behind the log gathers a window
+	// GatherFrom: a catch-up read (CatchUp, a rebuild or replay) at least this many
+	// events behind the log gathers a window
 	// of it and folds it partition by partition, so that a customer's events of the
 	// window are folded and written once (see gather.go, ADR 35). Default 50,000;
 	// negative: never.
@@ -77,10 +78,6 @@ type Config struct {
 	// GatherBatch is the most events of a partition folded in one transaction of a
 	// window (default 50,000).
 	GatherBatch int
-	// GatherAge bounds how long a live reader gathers before it folds, so that the read
-	// models' freshness moves while it catches up (default 20s). A catch-up read
-	// (CatchUp, a rebuild) gathers until GatherBytes or the end.
-	GatherAge time.Duration
 }
 
 func (c *Config) defaults(targets []string) {
@@ -129,9 +126,6 @@ func (c *Config) defaults(targets []string) {
 	}
 	if c.GatherBatch <= 0 {
 		c.GatherBatch = 50_000
-	}
-	if c.GatherAge <= 0 {
-		c.GatherAge = 20 * time.Second
 	}
 }
 
@@ -610,7 +604,7 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 		} else if m, err = it.Next(jetstream.NextContext(ctx)); err != nil {
 			return fmt.Errorf("next message from %s: %w", stream, err)
 		}
-		if r.cfg.GatherFrom > 0 && pendingOf(m) >= uint64(r.cfg.GatherFrom) {
+		if catchUp && r.cfg.GatherFrom > 0 && pendingOf(m) >= uint64(r.cfg.GatherFrom) {
 			// Far behind the log: what is waiting goes first (a partition's events stay in
 			// order), then a window is gathered and folded partition by partition.
 			if err := hand(true); err != nil {

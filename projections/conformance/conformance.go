@@ -173,11 +173,6 @@ func runLive(t *testing.T, e *Env, s Subject, target string, crash bool) {
 	}
 	cfg := projections.Config{Group: "live-" + target, BatchSize: 50, LeaseTTL: 2 * time.Second, Heartbeat: 200 * time.Millisecond,
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond}
-	if crash {
-		// The crashy runner starts behind the whole log: it gathers windows (of at most
-		// 100 ms while live) and folds them in batches of 37 events of a partition.
-		cfg.GatherFrom, cfg.GatherBatch, cfg.GatherAge = 100, 37, 100*time.Millisecond
-	}
 	pool := e.Pool
 	if crash {
 		// The runner gets its own pool, whose connections the test kills.
