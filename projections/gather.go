@@ -14,10 +14,9 @@ import (
 )
 
 // Gathering (ADR 35). A catch-up read far behind the log (a rebuild, a replay,
-// Runner.CatchUp) does not fold the log as it
-// comes, a thousand events of every partition at a time: most customers then appear
-// once per batch, and every event costs a read and a write of its customer's row. It
-// gathers a window of the log instead, up to GatherBytes of messages, grouped by
+// Runner.CatchUp) does not fold the log as it comes, a thousand events of every
+// partition at a time: most customers then appear once per batch, and every event
+// costs a read and a write of its customer's row. It gathers a window of the log instead, up to GatherBytes of messages, grouped by
 // partition, and folds each partition's share of the window in a few large batches
 // (GatherBatch events each), one partition after the other: a customer's events of the
 // whole window are folded in memory and written once. Order holds where it matters,
@@ -65,8 +64,8 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 	behind := uint64(0)
 	wait := max(r.cfg.Linger, 100*time.Millisecond)
 	for m := first; ; {
-		md, err := m.Metadata()
-		if err == nil && opts.to > 0 && md.Sequence.Stream > opts.to {
+		md, mdErr := m.Metadata()
+		if mdErr == nil && opts.to > 0 && md.Sequence.Stream > opts.to {
 			behind = 0 // past the end of the range: caught up
 			break
 		}
@@ -77,7 +76,7 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 		byPart[p] = append(byPart[p], m)
 		size += int64(len(m.Data()) + len(m.Subject()) + msgOverhead)
 		win.events++
-		if err == nil {
+		if mdErr == nil {
 			if win.first == 0 {
 				win.first = md.Sequence.Stream
 			}
@@ -86,6 +85,7 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 		if behind == 0 || size >= r.cfg.GatherBytes {
 			break
 		}
+		var err error
 		if m, err = it.Next(jetstream.NextMaxWait(wait)); err != nil {
 			if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 				break // nothing more for now: fold what is gathered

@@ -68,10 +68,9 @@ type Config struct {
 	// database work of several batches overlap (default 2).
 	Workers int
 	// GatherFrom: a catch-up read (CatchUp, a rebuild or replay) at least this many
-	// events behind the log gathers a window
-	// of it and folds it partition by partition, so that a customer's events of the
-	// window are folded and written once (see gather.go, ADR 35). Default 50,000;
-	// negative: never.
+	// events behind the log gathers a window of it and folds it partition by
+	// partition, so that a customer's events of the window are folded and written once
+	// (see gather.go, ADR 35). Default 50,000; negative: never.
 	GatherFrom int
 	// GatherBytes bounds a window's messages in memory (default 1 GiB).
 	GatherBytes int64
