@@ -108,7 +108,9 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 		prof := profiles[c]
 		if prof == nil {
 			first := by[c][0]
-			prof = &Profile{CustomerID: c, Partition: first.Partition}
+			// Not in the table: the batch's fence holds its partition's checkpoint, so no
+			// other writer can insert it before this transaction ends (store copies it).
+			prof = &Profile{CustomerID: c, Partition: first.Partition, absent: true}
 			profiles[c] = prof
 		}
 		for _, e := range by[c] {
@@ -316,9 +318,67 @@ func NormalizePhone(s string) string {
 	return d
 }
 
+// profileColumns are the profile table's columns in the order row gives them.
+var profileColumns = []string{"customer_id", "partition", "phone_hash", "tier", "lifecycle", "region", "segment",
+	"customer_type", "spend_3m_fen", "events_total", "last_event_time", "seq", "doc", "as_of_month",
+	"seq_hash", "recharge_total_fen", "lifetime_spend_fen"}
+
+// upsertChunk bounds the rows of one upsert statement: its array parameters are
+// encoded whole in memory, and past a few thousand rows growing them costs more than
+// another round trip.
+const upsertChunk = 2000
+
+// row is a profile's values in profileColumns order.
+func (prof *Profile) row(doc []byte) []any {
+	return []any{prof.CustomerID, int32(prof.Partition), prof.PhoneHash, prof.Tier, prof.Lifecycle, prof.Region, prof.Segment,
+		prof.CustomerType, prof.Spend3MFen, prof.EventsTotal, prof.LastEventTime, int64(prof.Seq), doc, int32(prof.AsOfMonth),
+		prof.SeqHash, prof.RechargeTotalFen, prof.LifetimeSpendFen}
+}
+
+// store writes the profiles: the ones the batch found absent from the table with COPY
+// (a fresh version, a rebuild, a partition's first events: most rows), the others with
+// upserts of at most upsertChunk rows.
 func (p *Projection) store(ctx context.Context, tx pgx.Tx, b *projections.Batch, order []string, profiles map[string]*Profile, hashes map[string][]byte) error {
 	t := time.Now()
-	n := len(order)
+	var fresh [][]any
+	var known []*Profile
+	var knownDocs [][]byte
+	for _, c := range order {
+		prof := profiles[c]
+		if h, changed := hashes[c]; changed {
+			prof.PhoneHash = h
+		}
+		doc, err := json.Marshal(prof)
+		if err != nil {
+			return fmt.Errorf("customer360 encode: %w", err)
+		}
+		if prof.absent {
+			fresh = append(fresh, prof.row(doc))
+			prof.absent = false // stored: a later write of the same transaction updates it
+		} else {
+			known, knownDocs = append(known, prof), append(knownDocs, doc)
+		}
+	}
+	b.Stage("encode", t)
+	t = time.Now()
+	defer b.Stage("upsert", t)
+	if len(fresh) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{p.opts.Target, "profiles"}, profileColumns, pgx.CopyFromRows(fresh)); err != nil {
+			return fmt.Errorf("customer360 copy %d new profiles: %w", len(fresh), err)
+		}
+	}
+	for i := 0; i < len(known); i += upsertChunk {
+		j := min(i+upsertChunk, len(known))
+		if err := p.upsert(ctx, tx, known[i:j], knownDocs[i:j]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upsert writes profiles (with their encoded docs) with one multi-row statement.
+func (p *Projection) upsert(ctx context.Context, tx pgx.Tx, profs []*Profile, docs [][]byte) error {
+	n := len(profs)
 	var (
 		ids      = make([]string, 0, n)
 		parts    = make([]int32, 0, n)
@@ -330,44 +390,26 @@ func (p *Projection) store(ctx context.Context, tx pgx.Tx, b *projections.Batch,
 		ctype    = make([]string, 0, n)
 		spend3   = make([]int64, 0, n)
 		total    = make([]int64, 0, n)
-		lastTime = make([]any, 0, n)
+		lastTime = make([]time.Time, 0, n)
 		seq      = make([]int64, 0, n)
-		docs     = make([][]byte, 0, n)
 		asOf     = make([]int32, 0, n)
 		seqHash  = make([]int64, 0, n)
 		recharge = make([]int64, 0, n)
 		lifetime = make([]int64, 0, n)
 	)
-	for _, c := range order {
-		prof := profiles[c]
-		if h, changed := hashes[c]; changed {
-			prof.PhoneHash = h
-		}
-		ids, parts = append(ids, c), append(parts, int32(prof.Partition))
-		hash = append(hash, prof.PhoneHash)
-		doc, err := json.Marshal(prof)
-		if err != nil {
-			return fmt.Errorf("customer360 encode: %w", err)
-		}
+	for _, prof := range profs {
+		ids, parts, hash = append(ids, prof.CustomerID), append(parts, int32(prof.Partition)), append(hash, prof.PhoneHash)
 		tier, life = append(tier, prof.Tier), append(life, prof.Lifecycle)
 		region, segment, ctype = append(region, prof.Region), append(segment, prof.Segment), append(ctype, prof.CustomerType)
 		spend3, total = append(spend3, prof.Spend3MFen), append(total, prof.EventsTotal)
 		lastTime, seq = append(lastTime, prof.LastEventTime), append(seq, int64(prof.Seq))
-		docs, asOf = append(docs, doc), append(asOf, int32(prof.AsOfMonth))
-		seqHash, recharge, lifetime = append(seqHash, prof.SeqHash), append(recharge, prof.RechargeTotalFen), append(lifetime, prof.LifetimeSpendFen)
+		asOf, seqHash = append(asOf, int32(prof.AsOfMonth)), append(seqHash, prof.SeqHash)
+		recharge, lifetime = append(recharge, prof.RechargeTotalFen), append(lifetime, prof.LifetimeSpendFen)
 	}
-	b.Stage("encode", t)
-	t = time.Now()
-	defer b.Stage("upsert", t)
-	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` AS t (customer_id, partition, phone_hash, tier, lifecycle, region, segment,
-			customer_type, spend_3m_fen, events_total, last_event_time, seq, doc, as_of_month,
-			seq_hash, recharge_total_fen, lifetime_spend_fen)
-		SELECT u.id, u.part, u.hash, u.tier, u.life, u.region, u.segment, u.ctype, u.spend3, u.total, u.last, u.seq, u.doc, u.asof,
-			u.seqhash, u.recharge, u.lifetime
-		FROM unnest($1::text[], $2::int[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` AS t (`+strings.Join(profileColumns, ", ")+`)
+		SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			$9::bigint[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::bytea[], $14::int[],
 			$15::bigint[], $16::bigint[], $17::bigint[])
-			AS u(id, part, hash, tier, life, region, segment, ctype, spend3, total, last, seq, doc, asof, seqhash, recharge, lifetime)
 		ON CONFLICT (customer_id) DO UPDATE SET
 			phone_hash = excluded.phone_hash,
 			tier = excluded.tier, lifecycle = excluded.lifecycle, region = excluded.region, segment = excluded.segment,

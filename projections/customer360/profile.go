@@ -68,6 +68,8 @@ type Profile struct {
 	Seq              uint64    `json:"seq"`
 
 	phoneChanged bool
+	// absent: the batch found no row for the customer (store copies it in).
+	absent bool
 }
 
 // ChannelStat counts a customer's touches through one channel (source).
