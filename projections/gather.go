@@ -52,17 +52,20 @@ func (w *window) applied(n int) (seq, pending uint64) {
 	return seq, w.last - seq + w.after
 }
 
-// gather reads a window of the log starting with first and hands each worker its
-// partitions' shares in batches of up to GatherBatch events, waiting until every
-// batch is taken. It reports done when a catch-up read has nothing more pending.
+// gather reads a window of the log starting with first, waits for the previous
+// window to be handed over (prev), and starts feeders that hand each worker its
+// partitions' shares in batches of up to GatherBatch events. It returns without
+// waiting for them, so the next window is read while this one is folded (at most two
+// windows are in memory); wait waits until every batch of the window is taken. It
+// reports done when a catch-up read has nothing more pending.
 func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, stream string, opts readOptions,
-	first jetstream.Msg, workerOf map[int]int, inboxes []chan handoff) (done bool, err error) {
+	first jetstream.Msg, workerOf map[int]int, inboxes []chan handoff, prev func() error) (done bool, wait func() error, err error) {
 	began := time.Now()
 	byPart := map[int][]jetstream.Msg{}
 	win := &window{}
 	var size int64
 	behind := uint64(0)
-	wait := max(r.cfg.Linger, 100*time.Millisecond)
+	linger := max(r.cfg.Linger, 100*time.Millisecond)
 	for m := first; ; {
 		md, mdErr := m.Metadata()
 		if mdErr == nil && opts.to > 0 && md.Sequence.Stream > opts.to {
@@ -86,14 +89,14 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 			break
 		}
 		var err error
-		if m, err = it.Next(jetstream.NextMaxWait(wait)); err != nil {
+		if m, err = it.Next(jetstream.NextMaxWait(linger)); err != nil {
 			if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 				break // nothing more for now: fold what is gathered
 			}
 			if ctx.Err() != nil {
-				return false, ctx.Err()
+				return false, nil, ctx.Err()
 			}
-			return false, fmt.Errorf("next message from %s: %w", stream, err)
+			return false, nil, fmt.Errorf("next message from %s: %w", stream, err)
 		}
 	}
 	win.after = behind
@@ -104,6 +107,10 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 			"first_seq", win.first, "last_seq", win.last, "partitions", len(byPart), "seconds", time.Since(began).Seconds())
 	}
 
+	// The previous window goes first: a partition's events stay in stream order.
+	if err := prev(); err != nil {
+		return false, nil, err
+	}
 	// Each worker is fed its partitions, one after the other, by a feeder of its own.
 	keys := make([]int, 0, len(byPart))
 	for p := range byPart {
@@ -140,11 +147,14 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 			}
 		}()
 	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return false, err
-	default:
+	wait = func() error {
+		wg.Wait()
+		select {
+		case err := <-errs:
+			return err
+		default:
+			return nil
+		}
 	}
-	return behind == 0, nil
+	return behind == 0, wait, nil
 }

@@ -552,11 +552,27 @@ func (r *Runner) read(ctx context.Context, stream string, parts []int, opts read
 // instead of the batches queueing up small. In catch-up mode it returns once nothing
 // more is pending and everything read has been handed over.
 func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, stream string, opts readOptions,
-	workerOf map[int]int, inboxes []chan handoff) error {
+	workerOf map[int]int, inboxes []chan handoff) (err error) {
 	catchUp := opts.catchUp
 	limit := r.cfg.BatchSize * len(inboxes)
 	pending := make([][]jetstream.Msg, len(inboxes))
 	waiting := 0 // messages in pending
+	// feeding, while not nil, waits until the last gathered window is all handed over:
+	// its feeders run while the reader reads on.
+	var feeding func() error
+	fed := func() error {
+		if feeding == nil {
+			return nil
+		}
+		err := feeding()
+		feeding = nil
+		return err
+	}
+	defer func() {
+		if ferr := fed(); err == nil {
+			err = ferr
+		}
+	}()
 	// hand sends each worker its pending batch: at once if it is free, else only if
 	// block or the batch is full (then waiting for the worker).
 	hand := func(block bool) error {
@@ -609,11 +625,15 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 			if err := hand(true); err != nil {
 				return err
 			}
-			done, err := r.gather(ctx, it, stream, opts, m, workerOf, inboxes)
+			done, wait, err := r.gather(ctx, it, stream, opts, m, workerOf, inboxes, fed)
+			feeding = wait
 			if err != nil || done {
 				return err
 			}
 			continue
+		}
+		if err := fed(); err != nil { // a window's events go before what is read after it
+			return err
 		}
 		n, behind := 0, uint64(0)
 		add := func(m jetstream.Msg) {
