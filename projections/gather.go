@@ -27,6 +27,15 @@ import (
 // subject and body (the message, its reply subject and headers).
 const msgOverhead = 320
 
+// parsedMsg is a message whose metadata (parsed from its reply subject) is parsed
+// once: the reader, the decoder and progress each ask for it.
+type parsedMsg struct {
+	jetstream.Msg
+	md *jetstream.MsgMetadata
+}
+
+func (m parsedMsg) Metadata() (*jetstream.MsgMetadata, error) { return m.md, nil }
+
 // handoff is what the reader hands a worker: a batch of messages, and for a batch of a
 // gathered window, the window (for progress).
 type handoff struct {
@@ -75,6 +84,9 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 		p := -1 // not a partition subject of this layout: a worker ignores it
 		if part, _, err := r.deps.Layout.ParseSubject(m.Subject()); err == nil {
 			p = part
+		}
+		if mdErr == nil {
+			m = parsedMsg{m, md}
 		}
 		byPart[p] = append(byPart[p], m)
 		size += int64(len(m.Data()) + len(m.Subject()) + msgOverhead)

@@ -72,7 +72,10 @@ type Config struct {
 	// partition, so that a customer's events of the window are folded and written once
 	// (see gather.go, ADR 35). Default 50,000; negative: never.
 	GatherFrom int
-	// GatherBytes bounds a window's messages in memory (default 1 GiB).
+	// GatherBytes bounds a window's messages in memory. Default: an eighth of the
+	// memory the process may use (the least of GOMEMLIMIT, the cgroup's limit and the
+	// machine's memory), at least 256 MiB and at most 8 GiB; two windows can be in
+	// memory at once, one folded while the next is read.
 	GatherBytes int64
 	// GatherBatch is the most events of a partition folded in one transaction of a
 	// window (default 50,000).
@@ -121,7 +124,7 @@ func (c *Config) defaults(targets []string) {
 		c.GatherFrom = 50_000
 	}
 	if c.GatherBytes <= 0 {
-		c.GatherBytes = 1 << 30
+		c.GatherBytes = DefaultGatherBytes()
 	}
 	if c.GatherBatch <= 0 {
 		c.GatherBatch = 50_000
@@ -637,14 +640,15 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 		}
 		n, behind := 0, uint64(0)
 		add := func(m jetstream.Msg) {
-			if opts.to > 0 {
-				if md, err := m.Metadata(); err == nil && md.Sequence.Stream > opts.to {
+			behind = 1
+			if md, err := m.Metadata(); err == nil {
+				if opts.to > 0 && md.Sequence.Stream > opts.to {
 					behind = 0 // past the end of the range: caught up
 					return
 				}
+				m, behind = parsedMsg{m, md}, md.NumPending
 			}
 			n++
-			behind = pendingOf(m)
 			w := 0
 			if p, _, err := r.deps.Layout.ParseSubject(m.Subject()); err == nil {
 				w = workerOf[p]

@@ -274,6 +274,7 @@ type foldFlags struct {
 	quiet   bool
 	batch   int
 	workers int
+	window  int64 // MiB per gathered window; 0: the runner's default
 }
 
 func registerFoldFlags(fs *flag.FlagSet) *foldFlags {
@@ -282,6 +283,7 @@ func registerFoldFlags(fs *flag.FlagSet) *foldFlags {
 	fs.BoolVar(&rf.quiet, "quiet", false, "no progress bar on standard error")
 	fs.IntVar(&rf.batch, "batch", 1000, "most events folded per transaction")
 	fs.IntVar(&rf.workers, "workers", 2, "partition workers folding in parallel")
+	fs.Int64Var(&rf.window, "window-mib", 0, "memory for one window of the log gathered and folded partition by partition, in MiB; two can be held at once (0: an eighth of the process's memory limit, 256 MiB to 8 GiB)")
 	return rf
 }
 
@@ -290,7 +292,10 @@ func (rf *foldFlags) run(ctx context.Context, d *foldDeps, spec projections.Rebu
 	if err != nil {
 		return err
 	}
-	spec.Config = projections.Config{BatchSize: rf.batch, Workers: rf.workers}
+	if rf.window < 0 {
+		return fmt.Errorf("--window-mib %d: must be 0 (the default) or a size in MiB", rf.window)
+	}
+	spec.Config = projections.Config{BatchSize: rf.batch, Workers: rf.workers, GatherBytes: rf.window << 20}
 	if !rf.quiet {
 		bar := &progressBar{w: os.Stderr}
 		spec.Progress = bar.show

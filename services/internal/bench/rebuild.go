@@ -70,6 +70,7 @@ func (b *bench) rebuild(ctx context.Context) error {
 	type rebuilt struct {
 		m        measured
 		pg, rows string
+		res      projections.RebuildResult
 	}
 	runOne := func(projection, target, pin, table string, build func(string) (projections.Projection, error)) (rebuilt, error) {
 		var last atomic.Pointer[projections.RebuildProgress]
@@ -112,7 +113,7 @@ func (b *bench) rebuild(ctx context.Context) error {
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{target, table}.Sanitize()).Scan(&rows); err != nil {
 			return rebuilt{}, err
 		}
-		return rebuilt{m: m, pg: pg0.until(pg1), rows: count(int(rows))}, projections.DropTarget(ctx, pool, target)
+		return rebuilt{m: m, pg: pg0.until(pg1), rows: count(int(rows)), res: res}, projections.DropTarget(ctx, pool, target)
 	}
 	c360, err := runOne("customer360", rebuildTarget, "", "profiles", func(t string) (projections.Projection, error) { return b.d.Customer360(pd, t) })
 	if err != nil {
@@ -127,7 +128,9 @@ func (b *bench) rebuild(ctx context.Context) error {
 	t := newTable("rebuild: new versions of customer360 and of the loyalty ledger folded from the whole log beside the serving ones (projections.Rebuild)",
 		"measure", "items", "seconds", "per second", "rebuild ÷ this", "cpu self/machine", "target")
 	t.note("%s", b.inputs("the projector's data set: %s customers, %s events, %d B/event stored on average", count(ds.customers), count(ds.events), ds.avgBody()))
-	t.note("rebuild: each read model alone into a new version, batches of %d, the runner's default workers, one transaction per batch; the version is dropped afterwards", projectorBatch)
+	t.note("rebuild: each read model alone into a new version, the runner's default workers; the log is gathered in windows of %d MiB (the default: an eighth of this process's memory limit) folded partition by partition, one transaction per batch of a partition; the version is dropped afterwards",
+		projections.DefaultGatherBytes()>>20)
+	t.note("customer360's %d deferred secondary indexes were created at the end in %s s (inside the measured time)", c360.res.Deferred, seconds(c360.res.IndexTime))
 	t.note("customer360 into %s (the phone index through events.KeyClient: %s key requests): %s profiles built; PostgreSQL meanwhile: %s",
 		rebuildTarget, count(keys.Requests()), c360.rows, c360.pg)
 	t.note("loyalty into loyalty_v2, pinned to rule version %s (the data set activates none): %s members built; PostgreSQL meanwhile: %s",
