@@ -36,6 +36,17 @@ type parsedMsg struct {
 
 func (m parsedMsg) Metadata() (*jetstream.MsgMetadata, error) { return m.md, nil }
 
+// parsed returns m with its metadata parsed once (m itself if it has none).
+func parsed(m jetstream.Msg) jetstream.Msg {
+	if _, ok := m.(parsedMsg); ok {
+		return m
+	}
+	if md, err := m.Metadata(); err == nil {
+		return parsedMsg{m, md}
+	}
+	return m
+}
+
 // handoff is what the reader hands a worker: a batch of messages, and for a batch of a
 // gathered window, the window (for progress).
 type handoff struct {
@@ -76,6 +87,7 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 	behind := uint64(0)
 	linger := max(r.cfg.Linger, 100*time.Millisecond)
 	for m := first; ; {
+		m = parsed(m)
 		md, mdErr := m.Metadata()
 		if mdErr == nil && opts.to > 0 && md.Sequence.Stream > opts.to {
 			behind = 0 // past the end of the range: caught up
@@ -84,9 +96,6 @@ func (r *Runner) gather(ctx context.Context, it jetstream.MessagesContext, strea
 		p := -1 // not a partition subject of this layout: a worker ignores it
 		if part, _, err := r.deps.Layout.ParseSubject(m.Subject()); err == nil {
 			p = part
-		}
-		if mdErr == nil {
-			m = parsedMsg{m, md}
 		}
 		byPart[p] = append(byPart[p], m)
 		size += int64(len(m.Data()) + len(m.Subject()) + msgOverhead)

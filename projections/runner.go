@@ -622,6 +622,7 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 		} else if m, err = it.Next(jetstream.NextContext(ctx)); err != nil {
 			return fmt.Errorf("next message from %s: %w", stream, err)
 		}
+		m = parsed(m)
 		if catchUp && r.cfg.GatherFrom > 0 && pendingOf(m) >= uint64(r.cfg.GatherFrom) {
 			// Far behind the log: what is waiting goes first (a partition's events stay in
 			// order), then a window is gathered and folded partition by partition.
@@ -640,15 +641,13 @@ func (r *Runner) fanOut(ctx context.Context, it jetstream.MessagesContext, strea
 		}
 		n, behind := 0, uint64(0)
 		add := func(m jetstream.Msg) {
-			behind = 1
-			if md, err := m.Metadata(); err == nil {
-				if opts.to > 0 && md.Sequence.Stream > opts.to {
-					behind = 0 // past the end of the range: caught up
-					return
-				}
-				m, behind = parsedMsg{m, md}, md.NumPending
+			m = parsed(m)
+			if md, err := m.Metadata(); err == nil && opts.to > 0 && md.Sequence.Stream > opts.to {
+				behind = 0 // past the end of the range: caught up
+				return
 			}
 			n++
+			behind = pendingOf(m)
 			w := 0
 			if p, _, err := r.deps.Layout.ParseSubject(m.Subject()); err == nil {
 				w = workerOf[p]

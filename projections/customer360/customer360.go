@@ -323,6 +323,8 @@ var profileColumns = []string{"customer_id", "partition", "phone_hash", "tier", 
 	"customer_type", "spend_3m_fen", "events_total", "last_event_time", "seq", "doc", "as_of_month",
 	"seq_hash", "recharge_total_fen", "lifetime_spend_fen"}
 
+var profileColumnList = strings.Join(profileColumns, ", ")
+
 // upsertChunk bounds the rows of one upsert statement: its array parameters are
 // encoded whole in memory, and past a few thousand rows growing them costs more than
 // another round trip.
@@ -406,7 +408,7 @@ func (p *Projection) upsert(ctx context.Context, tx pgx.Tx, profs []*Profile, do
 		asOf, seqHash = append(asOf, int32(prof.AsOfMonth)), append(seqHash, prof.SeqHash)
 		recharge, lifetime = append(recharge, prof.RechargeTotalFen), append(lifetime, prof.LifetimeSpendFen)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` AS t (`+strings.Join(profileColumns, ", ")+`)
+	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` AS t (`+profileColumnList+`)
 		SELECT * FROM unnest($1::text[], $2::int[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			$9::bigint[], $10::bigint[], $11::timestamptz[], $12::bigint[], $13::bytea[], $14::int[],
 			$15::bigint[], $16::bigint[], $17::bigint[])
