@@ -5,14 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"github.com/touchstream/touchstream/schemas"
 )
 
 // CompareFastDecode decodes b, an event in structured mode, down the fast paths of
 // fastdecode.go and down the reference paths, and describes any difference. fast
-// reports which fast paths answered.
+// reports which fast paths answered ("stored": ReadStored decoded the payload in its
+// one pass).
 func CompareFastDecode(b []byte) (fast []string, diff error) {
+	if took, err := compareReadStored(b); err != nil || took {
+		if took {
+			fast = append(fast, "stored")
+		}
+		if err != nil {
+			return fast, err
+		}
+	}
 	var fw, rw wire
 	if fastEnvelope(b, &fw) {
 		fast = append(fast, "envelope")
@@ -48,4 +58,48 @@ func CompareFastDecode(b []byte) (fast []string, diff error) {
 		return fast, fmt.Errorf("payload: fast %#v, reference %#v", fp, rp)
 	}
 	return fast, nil
+}
+
+var storedValidator = sync.OnceValue(func() *Validator {
+	cat, err := DefaultCatalog()
+	if err != nil {
+		panic(err)
+	}
+	return NewValidator(cat, DefaultLayout().Partitions, Limits{}, nil)
+})
+
+// compareReadStored holds ReadStored to UnmarshalJSON, CheckStored and Decode: the
+// same event, schema, error and payload. took reports whether it decoded the payload.
+func compareReadStored(b []byte) (took bool, diff error) {
+	v := storedValidator()
+	var got, want Event
+	gs, gp, gerr := v.ReadStored(b, &got, nil)
+	var ws *Schema
+	werr := want.UnmarshalJSON(b)
+	if werr == nil {
+		ws, werr = v.CheckStored(&want)
+	}
+	if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
+		return false, fmt.Errorf("ReadStored: error %v, reference %v", gerr, werr)
+	}
+	if !reflect.DeepEqual(got, want) {
+		return false, fmt.Errorf("ReadStored: event %+v, reference %+v", got, want)
+	}
+	if gerr != nil {
+		return false, nil
+	}
+	if gs != ws {
+		return false, fmt.Errorf("ReadStored: schema %s, reference %s", gs.URI, ws.URI)
+	}
+	if gp == nil {
+		return false, nil
+	}
+	wp, err := Decode(&want)
+	if err != nil {
+		return true, fmt.Errorf("ReadStored decoded a payload Decode refuses: %v", err)
+	}
+	if !reflect.DeepEqual(gp, wp) {
+		return true, fmt.Errorf("ReadStored: payload %#v, reference %#v", gp, wp)
+	}
+	return true, nil
 }

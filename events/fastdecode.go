@@ -187,9 +187,16 @@ func fillPersonal(doc *jsonDoc, i int, p *Personal) bool {
 // wire would, reporting false when it cannot be sure.
 func fastEnvelope(b []byte, w *wire) bool {
 	doc := docPool.Get().(*jsonDoc)
-	defer docPool.Put(doc)
+	defer releaseDoc(doc)
+	_, ok := envelopeFromDoc(doc, b, w)
+	return ok
+}
+
+// envelopeFromDoc parses b into doc and fills w from it as fastEnvelope does,
+// returning the node of the data member (0 if absent).
+func envelopeFromDoc(doc *jsonDoc, b []byte, w *wire) (data int, ok bool) {
 	if !parseJSON(doc, b) || !doc.plain || doc.nodes[0].kind != jsonObject {
-		return false
+		return 0, false
 	}
 	j := 1
 	for range doc.nodes[0].members {
@@ -216,33 +223,34 @@ func fastEnvelope(b []byte, w *wire) bool {
 			dst = &w.DataSchema
 		case "partition":
 			if vn.kind != jsonNumber || !vn.integer {
-				return false
+				return 0, false
 			}
 			x, ok := parseInt(doc.bytes(val))
 			if !ok || int64(int(x)) != x {
-				return false
+				return 0, false
 			}
 			p := int(x)
 			w.Partition = &p
 		case "data":
 			if vn.kind == jsonNull {
-				return false
+				return 0, false
 			}
 			w.Data = append([]byte(nil), doc.raw(val)...) // a copy, as json.RawMessage makes
+			data = val
 		default:
 			if envelopeFold(key) {
-				return false // encoding/json would match it case-insensitively
+				return 0, false // encoding/json would match it case-insensitively
 			}
 		}
 		if dst != nil {
 			if vn.kind != jsonString || vn.escaped {
-				return false
+				return 0, false
 			}
 			*dst = string(doc.bytes(val))
 		}
 		j = val + int(vn.size)
 	}
-	return true
+	return data, true
 }
 
 // envelopeFold reports whether key names an envelope attribute in another case.

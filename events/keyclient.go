@@ -52,7 +52,7 @@ type KeyClient struct {
 // KeyClientConfig configures a KeyClient.
 type KeyClientConfig struct {
 	Timeout    time.Duration // per request; default 2s
-	CacheTTL   time.Duration // default 1m; 0 keeps the default, negative disables the cache
+	CacheTTL   time.Duration // default 1m; 0 keeps the default, negative disables the cache (a rebuild: each key is asked for once)
 	MaxEntries int           // default 100,000 keys
 }
 
@@ -161,16 +161,22 @@ func (c *KeyClient) cached(byCustomer bool, names []string) (map[string]DataKey,
 	out := make(map[string]DataKey, len(names))
 	var missing []string
 	var asked map[string]struct{}
+	if c.ttl < 0 { // no cache: every name is missing, once
+		asked = make(map[string]struct{}, len(names))
+	} else {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+	}
 	now := time.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, n := range names {
 		if _, dup := out[n]; dup {
 			continue
 		}
-		if k, ok := c.cache.get(byCustomer, n, now); ok {
-			out[n] = k
-			continue
+		if c.ttl >= 0 {
+			if k, ok := c.cache.get(byCustomer, n, now); ok {
+				out[n] = k
+				continue
+			}
 		}
 		if asked == nil {
 			asked = make(map[string]struct{})

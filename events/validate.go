@@ -286,15 +286,24 @@ func (v *Validator) CheckStored(e *Event) (*Schema, error) {
 	if storedFast(s, e.Data) {
 		return s, nil
 	}
-	doc, err := parseData(e.Data)
-	if err != nil {
-		errs.add("/data", "not valid JSON: "+err.Error())
-		return nil, errs
-	}
-	if err := s.stored.Validate(doc); err != nil {
-		return nil, schemaErrors("/data", err)
+	if err := s.checkStoredSlow(e.Data); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// checkStoredSlow validates data against the stored form with the schema library.
+func (s *Schema) checkStoredSlow(data []byte) error {
+	doc, err := parseData(data)
+	if err != nil {
+		var errs FieldErrors
+		errs.add("/data", "not valid JSON: "+err.Error())
+		return errs
+	}
+	if err := s.stored.Validate(doc); err != nil {
+		return schemaErrors("/data", err)
+	}
+	return nil
 }
 
 // storedFast reports whether the fast path is sure data passes the stored form.

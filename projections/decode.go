@@ -49,28 +49,31 @@ func (d *Decoder) Decode(stream, subject string, seq uint64, storedAt time.Time,
 		return nil, &DecodeError{Stream: stream, Seq: seq, Partition: p, Subject: subject, Event: ev, Err: err}
 	}
 	var ev events.Event
-	// UnmarshalJSON directly: json.Unmarshal would scan the whole message once more to
-	// check it before handing it over, and stored events are hundreds of bytes each.
-	if err := ev.UnmarshalJSON(data); err != nil {
+	// One parse of the message serves the envelope, its validation and the payload
+	// (decoded here once for every projection of the group).
+	s, payload, err := d.validator.ReadStored(data, &ev, func(ev *events.Event) error {
+		if ev.Type != typ {
+			return fmt.Errorf("subject carries type %q, envelope %q", typ, ev.Type)
+		}
+		if !ev.PartitionWide() && d.layout.PartitionOf(ev.Subject) != p {
+			return fmt.Errorf("customer belongs to partition %d, stored in %d", d.layout.PartitionOf(ev.Subject), p)
+		}
+		if ev.PartitionWide() && ev.Partition != p {
+			return fmt.Errorf("partition-wide event for partition %d stored in %d", ev.Partition, p)
+		}
+		return nil
+	})
+	if err != nil {
 		if ev.ID == "" {
 			return fail(nil, err)
 		}
 		return fail(&ev, err)
 	}
-	if ev.Type != typ {
-		return fail(&ev, fmt.Errorf("subject carries type %q, envelope %q", typ, ev.Type))
+	env := &Envelope{Event: ev, Schema: s, Stream: stream, Seq: seq, Partition: p, StoredAt: storedAt}
+	if payload != nil {
+		env.payload, env.payloadDone = payload, true
 	}
-	if !ev.PartitionWide() && d.layout.PartitionOf(ev.Subject) != p {
-		return fail(&ev, fmt.Errorf("customer belongs to partition %d, stored in %d", d.layout.PartitionOf(ev.Subject), p))
-	}
-	if ev.PartitionWide() && ev.Partition != p {
-		return fail(&ev, fmt.Errorf("partition-wide event for partition %d stored in %d", ev.Partition, p))
-	}
-	s, err := d.validator.CheckStored(&ev)
-	if err != nil {
-		return fail(&ev, err)
-	}
-	return &Envelope{Event: ev, Schema: s, Stream: stream, Seq: seq, Partition: p, StoredAt: storedAt}, nil
+	return env, nil
 }
 
 // DecodeMsg decodes a message delivered by a consumer.
