@@ -79,8 +79,13 @@ func connectFold(ctx context.Context, c config.Common, name string) (*foldDeps, 
 		return nil, err
 	}
 	return &foldDeps{toolConn: tc, projDep: projectorDeps{pool: tc.pool, nc: tc.nc, js: tc.js, layout: tc.def.Layout, cat: tc.cat,
-		tiers: tiers, phoneKey: phoneKey, keys: events.NewKeyClient(tc.nc, events.KeyClientConfig{}), log: tc.log, loyalty: club, churn: churnRules}}, nil
+		tiers: tiers, phoneKey: phoneKey, keys: events.NewKeyClient(tc.nc, rebuildKeys), log: tc.log, loyalty: club, churn: churnRules}}, nil
 }
+
+// rebuildKeys configures the key client of a rebuild or replay without a cache: the
+// fold asks for a customer's key once per window, so caching a million keys would
+// only churn the cache (and an erasure meanwhile takes effect at once).
+var rebuildKeys = events.KeyClientConfig{CacheTTL: -1}
 
 // runtimeDeps are the runner's dependencies, with the customer index over the serving
 // timeline (customer 360 reads it to recompute a customer after a retraction).

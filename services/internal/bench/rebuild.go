@@ -57,7 +57,7 @@ func (b *bench) rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys := events.NewKeyClient(nc, events.KeyClientConfig{})
+	keys := events.NewKeyClient(nc, events.KeyClientConfig{CacheTTL: -1}) // as `touchstream rebuild` does: no cache
 	pd := ProjectorDeps{Registry: prometheus.NewRegistry(), Pool: pool, NC: nc, JS: js, Layout: b.e.layout, Catalog: b.e.cat,
 		Keys: keys, PhoneKey: b.e.phoneKey, Log: b.svcLog.With("service", "rebuild")}
 	deps := projections.Deps{Pool: pool, JS: js, Layout: b.e.layout, Catalog: b.e.cat, Log: pd.Log, Registry: pd.Registry,
