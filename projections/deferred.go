@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/sync/errgroup"
 )
 
 // IndexDeferrer is implemented by projections whose tables carry secondary indexes
@@ -65,17 +64,10 @@ func deferIndexes(ctx context.Context, pool *pgxpool.Pool, target string, names 
 	return dropped, nil
 }
 
-// deferredBuilds is how many deferred indexes are built at once. PostgreSQL lets
-// several CREATE INDEX run on one table together (each takes a SHARE lock), and their
-// heap scans share pages (synchronize_seqscans): built one after the other, each
-// re-reads the whole table on one core.
-const deferredBuilds = 4
-
-// createDeferredIndexes creates the indexes deferIndexes recorded for target, up to
-// deferredBuilds at once, each on its own connection with a generous
-// maintenance_work_mem (IF NOT EXISTS: a resumed rebuild may have made some), then
-// forgets them. It returns how long it took and how many it created; report is called
-// as each one is done, from the goroutine that built it.
+// createDeferredIndexes creates the indexes deferIndexes recorded for target, one
+// statement each (IF NOT EXISTS: a resumed rebuild may have made some), with a
+// generous maintenance_work_mem on its own connection, then forgets them. It returns
+// how long it took and how many it created.
 func createDeferredIndexes(ctx context.Context, pool *pgxpool.Pool, target string, report func(def string, took time.Duration)) (time.Duration, int, error) {
 	start := time.Now()
 	var defs []string
@@ -85,41 +77,30 @@ func createDeferredIndexes(ctx context.Context, pool *pgxpool.Pool, target strin
 	if len(defs) == 0 {
 		return 0, 0, nil
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(deferredBuilds)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET maintenance_work_mem = '256MB'`); err != nil {
+		return 0, 0, fmt.Errorf("rebuild %s: deferred indexes: %w", target, err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `RESET maintenance_work_mem`) }()
 	for _, def := range defs {
+		t := time.Now()
 		stmt, ok := strings.CutPrefix(def, "CREATE INDEX ")
 		if !ok {
 			return 0, 0, fmt.Errorf("rebuild %s: deferred index %q: not a CREATE INDEX statement", target, def)
 		}
-		g.Go(func() error {
-			t := time.Now()
-			if err := buildIndex(gctx, pool, "CREATE INDEX IF NOT EXISTS "+stmt); err != nil {
-				return fmt.Errorf("rebuild %s: create deferred index (%s): %w", target, def, err)
-			}
-			if report != nil {
-				report(def, time.Since(t))
-			}
-			return nil
-		})
+		if _, err := conn.Exec(ctx, "CREATE INDEX IF NOT EXISTS "+stmt); err != nil {
+			return 0, 0, fmt.Errorf("rebuild %s: create deferred index (%s): %w", target, def, err)
+		}
+		if report != nil {
+			report(def, time.Since(t))
+		}
 	}
-	if err := g.Wait(); err != nil {
-		return 0, 0, err
-	}
-	if _, err := pool.Exec(ctx, `UPDATE projections.rebuilds SET deferred_indexes = '{}' WHERE target = $1`, target); err != nil {
+	if _, err := conn.Exec(ctx, `UPDATE projections.rebuilds SET deferred_indexes = '{}' WHERE target = $1`, target); err != nil {
 		return 0, 0, fmt.Errorf("rebuild %s: deferred indexes: %w", target, err)
 	}
 	return time.Since(start), len(defs), nil
-}
-
-// buildIndex runs one CREATE INDEX in a transaction of its own, with the memory a
-// sort of millions of keys wants (SET LOCAL: the pooled connection keeps its default).
-func buildIndex(ctx context.Context, pool *pgxpool.Pool, stmt string) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL maintenance_work_mem = '256MB'`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, stmt)
-		return err
-	})
 }

@@ -14,7 +14,6 @@ require (
 	github.com/touchstream/touchstream/events v0.0.0
 	github.com/touchstream/touchstream/schemas v0.0.0
 	github.com/touchstream/touchstream/testkit v0.0.0
-	golang.org/x/sync v0.24.0
 )
 
 require (
@@ -43,6 +42,7 @@ require (
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/sony/gobreaker v1.0.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
