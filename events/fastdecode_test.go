@@ -94,3 +94,42 @@ func FuzzFastDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReadStored reads the examples' stored forms as the projections do: one
+// pass (ReadStored), beside the three calls it stands for.
+func BenchmarkReadStored(b *testing.B) {
+	v := testValidator(b, events.DefaultLimits())
+	var stored [][]byte
+	for _, m := range fastSeeds(b) {
+		var e events.Event
+		if _, _, err := v.ReadStored(m, &e, nil); err == nil {
+			stored = append(stored, m)
+		}
+	}
+	b.Run("one-pass", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			var e events.Event
+			if _, p, err := v.ReadStored(stored[i%len(stored)], &e, nil); err != nil {
+				b.Fatal(err)
+			} else if p == nil {
+				if _, err := events.Decode(&e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("three-calls", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			var e events.Event
+			if err := e.UnmarshalJSON(stored[i%len(stored)]); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := v.CheckStored(&e); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := events.Decode(&e); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -68,9 +68,9 @@ func (b *bench) rebuild(ctx context.Context) error {
 		}}
 	// One rebuild per read model, each into its own version, dropped afterwards.
 	type rebuilt struct {
-		m        measured
-		pg, rows string
-		res      projections.RebuildResult
+		m                measured
+		pg, rows, stages string
+		res              projections.RebuildResult
 	}
 	runOne := func(projection, target, pin, table string, build func(string) (projections.Projection, error)) (rebuilt, error) {
 		var last atomic.Pointer[projections.RebuildProgress]
@@ -86,11 +86,14 @@ func (b *bench) rebuild(ctx context.Context) error {
 		}
 		var res projections.RebuildResult
 		var m measured
+		reg := prometheus.NewRegistry() // this run's stage seconds alone
+		runDeps := deps
+		runDeps.Registry = reg
 		err = b.profile("rebuild-"+projection, func() error {
 			var err error
 			m, err = timed(ds.events, func() error {
 				var err error
-				res, err = projections.Rebuild(ctx, deps, projections.RebuildSpec{
+				res, err = projections.Rebuild(ctx, runDeps, projections.RebuildSpec{
 					Projection: projection, Target: target, Pin: pin, New: build,
 					Config:   projections.Config{BatchSize: projectorBatch, Linger: projectorLinger},
 					Progress: func(p projections.RebuildProgress) { last.Store(&p) },
@@ -113,7 +116,8 @@ func (b *bench) rebuild(ctx context.Context) error {
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{target, table}.Sanitize()).Scan(&rows); err != nil {
 			return rebuilt{}, err
 		}
-		return rebuilt{m: m, pg: pg0.until(pg1), rows: count(int(rows)), res: res}, projections.DropTarget(ctx, pool, target)
+		return rebuilt{m: m, pg: pg0.until(pg1), rows: count(int(rows)), stages: readStages(reg), res: res},
+			projections.DropTarget(ctx, pool, target)
 	}
 	c360, err := runOne("customer360", rebuildTarget, "", "profiles", func(t string) (projections.Projection, error) { return b.d.Customer360(pd, t) })
 	if err != nil {
@@ -133,6 +137,7 @@ func (b *bench) rebuild(ctx context.Context) error {
 	t.note("customer360's %d deferred secondary indexes were created at the end in %s s (inside the measured time)", c360.res.Deferred, seconds(c360.res.IndexTime))
 	t.note("customer360 into %s (the phone index through events.KeyClient: %s key requests): %s profiles built; PostgreSQL meanwhile: %s",
 		rebuildTarget, count(keys.Requests()), c360.rows, c360.pg)
+	t.note("customer360's time per stage of the fold, summed over workers (a stage with sub-stages includes them): %s", c360.stages)
 	t.note("loyalty into loyalty_v2, pinned to rule version %s (the data set activates none): %s members built; PostgreSQL meanwhile: %s",
 		loyaltyPin, club.rows, club.pg)
 	t.note("raw fetch: an ordered consumer over the same stream, reading and discarding (%.0f MB/s); raw COPY: timeline-shaped rows, one connection", float64(fetched)/1e6/fetch.elapsed.Seconds())
