@@ -80,30 +80,34 @@ func (c *KeyClient) Requests() uint64 {
 	return c.requests
 }
 
+// keyRequestsInFlight bounds the requests one lookup has in flight: a lookup of a
+// gathered batch names tens of thousands of keys, and one request after the other it
+// waited out every round trip while the key service's workers sat idle.
+const keyRequestsInFlight = 4
+
 // CustomerKeys implements KeySource.
 func (c *KeyClient) CustomerKeys(ctx context.Context, customers []string) (map[string]DataKey, error) {
 	out, missing := c.cached(true, customers)
-	if len(missing) == 0 {
-		return out, nil
-	}
-	for chunk := range slices.Chunk(missing, MaxKeyRequestNames) {
-		reply, err := c.request(ctx, KeySubjectCustomers, KeyRequest{Customers: chunk})
-		if err != nil {
-			return nil, err
-		}
-		keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.Customer })
-		if err != nil {
-			return nil, err
-		}
-		c.store(keys)
-		for _, k := range keys {
-			out[k.Customer] = k
-		}
-		for _, m := range chunk {
-			if _, ok := out[m]; !ok {
-				return nil, fmt.Errorf("key service returned no key for a requested customer")
+	err := c.fetch(ctx, KeySubjectCustomers, missing, func(chunk []string) KeyRequest { return KeyRequest{Customers: chunk} },
+		func(chunk []string, reply *KeyReply) error {
+			keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.Customer })
+			if err != nil {
+				return err
 			}
-		}
+			found := make(map[string]bool, len(keys))
+			for _, k := range keys {
+				out[k.Customer], found[k.Customer] = k, true
+			}
+			for _, m := range chunk {
+				if !found[m] {
+					return fmt.Errorf("key service returned no key for a requested customer")
+				}
+			}
+			c.store(keys)
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -111,41 +115,90 @@ func (c *KeyClient) CustomerKeys(ctx context.Context, customers []string) (map[s
 // KeysByID implements KeySource.
 func (c *KeyClient) KeysByID(ctx context.Context, ids []string) (map[string]DataKey, error) {
 	out, missing := c.cached(false, ids)
-	if len(missing) == 0 {
-		return out, nil
-	}
-	for chunk := range slices.Chunk(missing, MaxKeyRequestNames) {
-		reply, err := c.request(ctx, KeySubjectIDs, KeyRequest{IDs: chunk})
-		if err != nil {
-			return nil, err
-		}
-		keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.ID })
-		if err != nil {
-			return nil, err
-		}
-		c.store(keys)
-		for _, k := range keys {
-			out[k.ID] = k
-		}
-		// An id neither returned nor reported erased is unknown to the key service: an
-		// error, never mistaken for a lawful erasure.
-		var erased map[string]bool
-		for _, id := range chunk {
-			if _, ok := out[id]; ok {
-				continue
+	err := c.fetch(ctx, KeySubjectIDs, missing, func(chunk []string) KeyRequest { return KeyRequest{IDs: chunk} },
+		func(chunk []string, reply *KeyReply) error {
+			keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.ID })
+			if err != nil {
+				return err
 			}
-			if erased == nil {
-				erased = make(map[string]bool, len(reply.Erased))
-				for _, e := range reply.Erased {
-					erased[e] = true
+			found := make(map[string]bool, len(keys))
+			for _, k := range keys {
+				out[k.ID], found[k.ID] = k, true
+			}
+			// An id neither returned nor reported erased is unknown to the key service:
+			// an error, never mistaken for a lawful erasure.
+			var erased map[string]bool
+			for _, id := range chunk {
+				if found[id] {
+					continue
+				}
+				if erased == nil {
+					erased = make(map[string]bool, len(reply.Erased))
+					for _, e := range reply.Erased {
+						erased[e] = true
+					}
+				}
+				if !erased[id] {
+					return fmt.Errorf("key service does not know key id %q (wrong key store?)", id)
 				}
 			}
-			if !erased[id] {
-				return nil, fmt.Errorf("key service does not know key id %q (wrong key store?)", id)
-			}
-		}
+			c.store(keys)
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// fetch asks the key service for names in requests of at most MaxKeyRequestNames,
+// keyRequestsInFlight at a time, and hands each reply to accept, one at a time. The
+// first error stops it.
+func (c *KeyClient) fetch(ctx context.Context, subject string, names []string, req func([]string) KeyRequest,
+	accept func(chunk []string, reply *KeyReply) error) error {
+	if len(names) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex // serialises accept, and guards first
+		first    error
+		inFlight = make(chan struct{}, keyRequestsInFlight)
+	)
+	fail := func(err error) {
+		if first == nil {
+			first = err
+			cancel()
+		}
+	}
+	for chunk := range slices.Chunk(names, MaxKeyRequestNames) {
+		select {
+		case inFlight <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-inFlight }()
+			reply, err := c.request(ctx, subject, req(chunk))
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil && first == nil {
+				err = accept(chunk, reply)
+			}
+			if err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err() // cancelled by the caller before every chunk was asked
+	}
+	return first
 }
 
 // Forget drops a customer's keys from the cache (after an erasure on this process).

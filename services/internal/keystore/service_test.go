@@ -451,3 +451,44 @@ func TestServiceDrainsOnShutdown(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeLookupsOverNATS asks for more keys than one request may name: the client
+// splits them into requests sent a few at a time, and the answer is whole, or an
+// error naming what the key service does not know.
+func TestLargeLookupsOverNATS(t *testing.T) {
+	ctx := t.Context()
+	ns := testkit.StartNATS(t)
+	store, _, _ := newStore(t)
+	serve(t, store, ns.URL, keystore.ServiceConfig{}, nil)
+	client := events.NewKeyClient(connect(t, ns.URL, "client"), events.KeyClientConfig{CacheTTL: -1})
+	cs := customers("C", 2*events.MaxKeyRequestNames+500)
+
+	byCust, err := client.CustomerKeys(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byCust) != len(cs) || client.Requests() != 3 {
+		t.Fatalf("%d keys in %d requests, want %d in 3", len(byCust), client.Requests(), len(cs))
+	}
+	ids := make([]string, 0, len(cs))
+	for _, c := range cs {
+		if byCust[c].Customer != c {
+			t.Fatalf("customer %s got the key of %q", c, byCust[c].Customer)
+		}
+		ids = append(ids, byCust[c].ID)
+	}
+	byID, err := client.KeysByID(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cs {
+		if diff := cmp.Diff(byCust[c], byID[byCust[c].ID]); diff != "" {
+			t.Fatalf("key of %s by id (-by customer +by id):\n%s", c, diff)
+		}
+	}
+	// One id unknown to the key service, in the last request: the lookup fails.
+	ids[len(ids)-1] = "dk-unknown"
+	if _, err := client.KeysByID(ctx, ids); err == nil || !strings.Contains(err.Error(), `does not know key id "dk-unknown"`) {
+		t.Errorf("KeysByID with an unknown id: %v, want the id named", err)
+	}
+}
