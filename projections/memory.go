@@ -10,27 +10,38 @@ import (
 	"strings"
 )
 
-// Gather windows are sized from the memory this process may use (ADR 35): an eighth
-// of it per window (two windows are in memory while one is folded and the next read),
+// Gather windows are sized from the memory this process may count on (ADR 35): its
+// budget is the Go memory limit, at most half the machine's memory (the least of the
+// cgroup's limit and MemTotal; touchstream's main sets GOMEMLIMIT to that half when the
+// environment does not). A window gets a quarter of the budget: two windows are in
+// memory while one is folded and the next read, each message costs more on the heap
+// than its bytes, and the collector needs room to work below the limit. Windows are
 // between 256 MiB and 8 GiB.
 const (
-	gatherShare    = 8
+	gatherShare    = 4
 	gatherMinBytes = 256 << 20
 	gatherMaxBytes = 8 << 30
 )
 
-// defaultGatherBytes is the window size for a process allowed limit bytes.
-func defaultGatherBytes(limit int64) int64 {
-	return min(max(limit/gatherShare, gatherMinBytes), gatherMaxBytes)
+// defaultGatherBytes is the window size for a process whose budget is budget bytes.
+func defaultGatherBytes(budget int64) int64 {
+	return min(max(budget/gatherShare, gatherMinBytes), gatherMaxBytes)
 }
 
-// memoryLimit is the least of the Go memory limit (GOMEMLIMIT), the cgroup's memory
-// limit (a container's) and the machine's memory; 0 when none is known.
-func memoryLimit() int64 {
-	limit := int64(math.MaxInt64)
-	if l := debug.SetMemoryLimit(-1); l > 0 {
-		limit = min(limit, l)
+// memoryBudget is half of MachineMemory, or the Go memory limit where that is lower;
+// 0 when neither is known.
+func memoryBudget() int64 {
+	budget := MachineMemory() / 2
+	if l := debug.SetMemoryLimit(-1); l > 0 && l < math.MaxInt64 && (budget == 0 || l < budget) {
+		budget = l
 	}
+	return budget
+}
+
+// MachineMemory is the memory this process's machine or container has: the least of
+// the cgroup's memory limit and MemTotal; 0 when neither is known.
+func MachineMemory() int64 {
+	limit := int64(math.MaxInt64)
 	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
 		if b, err := os.ReadFile(f); err == nil {
 			if l, err := strconv.ParseInt(string(bytes.TrimSpace(b)), 10, 64); err == nil && l > 0 {
@@ -71,4 +82,4 @@ func memTotal() int64 {
 }
 
 // DefaultGatherBytes is the window size a Config without GatherBytes uses here.
-func DefaultGatherBytes() int64 { return defaultGatherBytes(memoryLimit()) }
+func DefaultGatherBytes() int64 { return defaultGatherBytes(memoryBudget()) }

@@ -72,10 +72,10 @@ type Config struct {
 	// partition, so that a customer's events of the window are folded and written once
 	// (see gather.go, ADR 35). Default 50,000; negative: never.
 	GatherFrom int
-	// GatherBytes bounds a window's messages in memory. Default: an eighth of the
-	// memory the process may use (the least of GOMEMLIMIT, the cgroup's limit and the
-	// machine's memory), at least 256 MiB and at most 8 GiB; two windows can be in
-	// memory at once, one folded while the next is read.
+	// GatherBytes bounds a window's messages in memory. Default: a quarter of the
+	// process's memory budget (GOMEMLIMIT, at most half the machine's or cgroup's
+	// memory), at least 256 MiB and at most 8 GiB; two windows can be in memory at
+	// once, one folded while the next is read.
 	GatherBytes int64
 	// GatherBatch is the most events of a partition folded in one transaction of a
 	// window (default 50,000).

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/touchstream/touchstream/projections"
 	"github.com/touchstream/touchstream/services/internal/config"
 )
 
@@ -62,10 +63,23 @@ var errUsage = errors.New("usage")
 // often as Go's default. GOGC in the environment overrides it.
 const defaultGCPercent = 400
 
+// defaultMemoryShare: without GOMEMLIMIT, the Go heap's soft limit is this fraction
+// of the machine's (or container's) memory, which leaves the rest to PostgreSQL, NATS
+// and the page cache when they share the machine. A rebuild's windows are sized from
+// it (projections.DefaultGatherBytes).
+const defaultMemoryShare = 2
+
 func main() {
 	env := config.OSEnv()
 	if env("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
+	}
+	if env("GOMEMLIMIT") == "" {
+		// A soft limit keeps the collector's lenience (GOGC above) from growing the heap
+		// past the machine: a rebuild holds gigabytes of log in memory (ADR 35).
+		if m := projections.MachineMemory(); m > 0 {
+			debug.SetMemoryLimit(m / defaultMemoryShare)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := dispatch(ctx, os.Args[1:], env, os.Stdout)

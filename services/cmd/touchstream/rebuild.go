@@ -288,7 +288,7 @@ func registerFoldFlags(fs *flag.FlagSet) *foldFlags {
 	fs.BoolVar(&rf.quiet, "quiet", false, "no progress bar on standard error")
 	fs.IntVar(&rf.batch, "batch", 1000, "most events folded per transaction")
 	fs.IntVar(&rf.workers, "workers", 2, "partition workers folding in parallel")
-	fs.Int64Var(&rf.window, "window-mib", 0, "memory for one window of the log gathered and folded partition by partition, in MiB; two can be held at once (0: an eighth of the process's memory limit, 256 MiB to 8 GiB)")
+	fs.Int64Var(&rf.window, "window-mib", 0, "memory for one window of the log gathered and folded partition by partition, in MiB; two can be held at once (0: a quarter of the process's memory budget, GOMEMLIMIT or half the machine's memory, 256 MiB to 8 GiB)")
 	return rf
 }
 

@@ -132,7 +132,7 @@ func (b *bench) rebuild(ctx context.Context) error {
 	t := newTable("rebuild: new versions of customer360 and of the loyalty ledger folded from the whole log beside the serving ones (projections.Rebuild)",
 		"measure", "items", "seconds", "per second", "rebuild ÷ this", "cpu self/machine", "target")
 	t.note("%s", b.inputs("the projector's data set: %s customers, %s events, %d B/event stored on average", count(ds.customers), count(ds.events), ds.avgBody()))
-	t.note("rebuild: each read model alone into a new version, the runner's default workers; the log is gathered in windows of %d MiB (the default: an eighth of this process's memory limit) folded partition by partition, one transaction per batch of a partition; the version is dropped afterwards",
+	t.note("rebuild: each read model alone into a new version, the runner's default workers; the log is gathered in windows of %d MiB (the default: a quarter of this process's memory budget, GOMEMLIMIT or half the machine's memory) folded partition by partition, one transaction per batch of a partition; the version is dropped afterwards",
 		projections.DefaultGatherBytes()>>20)
 	t.note("customer360's %d deferred secondary indexes were created at the end in %s s (inside the measured time)", c360.res.Deferred, seconds(c360.res.IndexTime))
 	t.note("customer360 into %s (the phone index through events.KeyClient: %s key requests): %s profiles built; PostgreSQL meanwhile: %s",
