@@ -87,64 +87,60 @@ const keyRequestsInFlight = 4
 
 // CustomerKeys implements KeySource.
 func (c *KeyClient) CustomerKeys(ctx context.Context, customers []string) (map[string]DataKey, error) {
-	out, missing := c.cached(true, customers)
-	err := c.fetch(ctx, KeySubjectCustomers, missing, func(chunk []string) KeyRequest { return KeyRequest{Customers: chunk} },
-		func(chunk []string, reply *KeyReply) error {
-			keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.Customer })
-			if err != nil {
-				return err
-			}
-			found := make(map[string]bool, len(keys))
-			for _, k := range keys {
-				out[k.Customer], found[k.Customer] = k, true
-			}
-			for _, m := range chunk {
-				if !found[m] {
-					return fmt.Errorf("key service returned no key for a requested customer")
-				}
-			}
-			c.store(keys)
-			return nil
-		})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return c.lookup(ctx, true, customers)
 }
 
 // KeysByID implements KeySource.
 func (c *KeyClient) KeysByID(ctx context.Context, ids []string) (map[string]DataKey, error) {
-	out, missing := c.cached(false, ids)
-	err := c.fetch(ctx, KeySubjectIDs, missing, func(chunk []string) KeyRequest { return KeyRequest{IDs: chunk} },
-		func(chunk []string, reply *KeyReply) error {
-			keys, err := checkReply(reply.Keys, chunk, func(k DataKey) string { return k.ID })
-			if err != nil {
-				return err
+	return c.lookup(ctx, false, ids)
+}
+
+// lookup returns the keys of names, customers (byCustomer) or key ids, from the cache
+// and the key service. Every customer gets a key (the service creates missing ones);
+// an id is either found or reported erased, and then left out.
+func (c *KeyClient) lookup(ctx context.Context, byCustomer bool, names []string) (map[string]DataKey, error) {
+	out, missing := c.cached(byCustomer, names)
+	subject, name := KeySubjectIDs, func(k DataKey) string { return k.ID }
+	if byCustomer {
+		subject, name = KeySubjectCustomers, func(k DataKey) string { return k.Customer }
+	}
+	err := c.fetch(ctx, subject, missing, func(chunk []string) KeyRequest {
+		if byCustomer {
+			return KeyRequest{Customers: chunk}
+		}
+		return KeyRequest{IDs: chunk}
+	}, func(chunk []string, reply *KeyReply) error {
+		keys, err := checkReply(reply.Keys, chunk, name)
+		if err != nil {
+			return err
+		}
+		found := make(map[string]bool, len(keys))
+		for _, k := range keys {
+			out[name(k)], found[name(k)] = k, true
+		}
+		var erased map[string]bool
+		for _, n := range chunk {
+			if found[n] {
+				continue
 			}
-			found := make(map[string]bool, len(keys))
-			for _, k := range keys {
-				out[k.ID], found[k.ID] = k, true
+			if byCustomer {
+				return fmt.Errorf("key service returned no key for a requested customer")
 			}
 			// An id neither returned nor reported erased is unknown to the key service:
 			// an error, never mistaken for a lawful erasure.
-			var erased map[string]bool
-			for _, id := range chunk {
-				if found[id] {
-					continue
-				}
-				if erased == nil {
-					erased = make(map[string]bool, len(reply.Erased))
-					for _, e := range reply.Erased {
-						erased[e] = true
-					}
-				}
-				if !erased[id] {
-					return fmt.Errorf("key service does not know key id %q (wrong key store?)", id)
+			if erased == nil {
+				erased = make(map[string]bool, len(reply.Erased))
+				for _, e := range reply.Erased {
+					erased[e] = true
 				}
 			}
-			c.store(keys)
-			return nil
-		})
+			if !erased[n] {
+				return fmt.Errorf("key service does not know key id %q (wrong key store?)", n)
+			}
+		}
+		c.store(keys)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
