@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -23,6 +24,37 @@ import (
 type Catalog struct {
 	byURI  map[string]*Schema
 	latest map[string]*Schema // type -> highest major
+	// names are the envelope values every event repeats (spec version, content type,
+	// types, schema URIs), and sources those seen so far (at most maxSources): a
+	// stored event read from the log takes them from here instead of allocating them.
+	names   map[string]string
+	sources sync.Map // string -> string
+	nsource atomic.Int32
+}
+
+// maxSources bounds the sources a catalog keeps for reuse.
+const maxSources = 1024
+
+// name returns b as a string, the catalog's copy if it holds one.
+func (c *Catalog) name(b []byte) string {
+	if s, ok := c.names[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
+// source returns b as a string, reusing the copy of a source seen before.
+func (c *Catalog) source(b []byte) string {
+	if s, ok := c.sources.Load(string(b)); ok {
+		return s.(string)
+	}
+	s := string(b)
+	if c.nsource.Load() < maxSources {
+		if _, loaded := c.sources.LoadOrStore(s, s); !loaded {
+			c.nsource.Add(1)
+		}
+	}
+	return s
 }
 
 // Schema is one compiled event type at one major version.
@@ -90,7 +122,8 @@ func CompileCatalog(all []schemas.Schema, common []schemas.Resource) (*Catalog, 
 			return nil, err
 		}
 	}
-	cat := &Catalog{byURI: map[string]*Schema{}, latest: map[string]*Schema{}}
+	cat := &Catalog{byURI: map[string]*Schema{}, latest: map[string]*Schema{},
+		names: map[string]string{SpecVersion: SpecVersion, ContentType: ContentType}}
 	memo := map[*jsonschema.Schema]*fastSchema{}
 	for _, s := range all {
 		cs := &Schema{Schema: s}
@@ -112,6 +145,7 @@ func CompileCatalog(all []schemas.Schema, common []schemas.Resource) (*Catalog, 
 			cs.personal = append(cs.personal, toks)
 		}
 		cat.byURI[s.URI] = cs
+		cat.names[s.URI], cat.names[s.Type] = s.URI, s.Type
 		if l := cat.latest[s.Type]; l == nil || l.Major < s.Major {
 			cat.latest[s.Type] = cs
 		}

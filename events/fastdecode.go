@@ -188,13 +188,15 @@ func fillPersonal(doc *jsonDoc, i int, p *Personal) bool {
 func fastEnvelope(b []byte, w *wire) bool {
 	doc := docPool.Get().(*jsonDoc)
 	defer releaseDoc(doc)
-	_, ok := envelopeFromDoc(doc, b, w)
+	_, ok := envelopeFromDoc(doc, b, w, nil)
 	return ok
 }
 
 // envelopeFromDoc parses b into doc and fills w from it as fastEnvelope does,
-// returning the node of the data member (0 if absent).
-func envelopeFromDoc(doc *jsonDoc, b []byte, w *wire) (data int, ok bool) {
+// returning the node of the data member (0 if absent). With a catalog, w.Data aliases
+// b instead of copying it, and the values every event repeats are the catalog's
+// strings.
+func envelopeFromDoc(doc *jsonDoc, b []byte, w *wire, cat *Catalog) (data int, ok bool) {
 	if !parseJSON(doc, b) || !doc.plain || doc.nodes[0].kind != jsonObject {
 		return 0, false
 	}
@@ -204,23 +206,27 @@ func envelopeFromDoc(doc *jsonDoc, b []byte, w *wire) (data int, ok bool) {
 		vn := &doc.nodes[val]
 		key := string(doc.bytes(j))
 		var dst *string
+		repeated := false // a value many events share
 		switch key {
 		case "specversion":
-			dst = &w.SpecVersion
+			dst, repeated = &w.SpecVersion, true
 		case "id":
 			dst = &w.ID
 		case "source":
 			dst = &w.Source
+			if cat != nil && vn.kind == jsonString && !vn.escaped {
+				w.Source, dst = cat.source(doc.bytes(val)), nil
+			}
 		case "type":
-			dst = &w.Type
+			dst, repeated = &w.Type, true
 		case "subject":
 			dst = &w.Subject
 		case "time":
 			dst = &w.Time
 		case "datacontenttype":
-			dst = &w.DataContentType
+			dst, repeated = &w.DataContentType, true
 		case "dataschema":
-			dst = &w.DataSchema
+			dst, repeated = &w.DataSchema, true
 		case "partition":
 			if vn.kind != jsonNumber || !vn.integer {
 				return 0, false
@@ -235,7 +241,11 @@ func envelopeFromDoc(doc *jsonDoc, b []byte, w *wire) (data int, ok bool) {
 			if vn.kind == jsonNull {
 				return 0, false
 			}
-			w.Data = append([]byte(nil), doc.raw(val)...) // a copy, as json.RawMessage makes
+			if raw := doc.raw(val); cat != nil {
+				w.Data = raw[:len(raw):len(raw)]
+			} else {
+				w.Data = append([]byte(nil), raw...) // a copy, as json.RawMessage makes
+			}
 			data = val
 		default:
 			if envelopeFold(key) {
@@ -246,7 +256,11 @@ func envelopeFromDoc(doc *jsonDoc, b []byte, w *wire) (data int, ok bool) {
 			if vn.kind != jsonString || vn.escaped {
 				return 0, false
 			}
-			*dst = string(doc.bytes(val))
+			if repeated && cat != nil {
+				*dst = cat.name(doc.bytes(val))
+			} else {
+				*dst = string(doc.bytes(val))
+			}
 		}
 		j = val + int(vn.size)
 	}

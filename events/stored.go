@@ -15,6 +15,9 @@ import (
 // answer, and each step takes its reference path elsewhere, so the results are those
 // of the three calls (FuzzFastDecode holds them to it).
 //
+// e.Data shares data's bytes (where the fast path reads it): data must not change
+// while e is in use.
+//
 // The payload is nil when it was not decoded in the pass (an older major version to
 // upcast, or a payload the fast path leaves to encoding/json): Decode then gives it,
 // or its error. On an error, e holds what could be read of the envelope.
@@ -22,7 +25,7 @@ func (v *Validator) ReadStored(data []byte, e *Event, check func(*Event) error) 
 	doc := docPool.Get().(*jsonDoc)
 	defer releaseDoc(doc)
 	var w wire
-	at, fast := envelopeFromDoc(doc, data, &w)
+	at, fast := envelopeFromDoc(doc, data, &w, v.cat)
 	if !fast {
 		w = wire{}
 		if err := json.Unmarshal(data, &w); err != nil {
