@@ -56,9 +56,10 @@
 // # Reading
 //
 // Consumers decode the structured JSON (Event.UnmarshalJSON), validate the stored form
-// (Validator.CheckStored) and decode the payload (Decode). Sealer.Reveal opens the
-// personal fields for a caller allowed to see them; a field whose key was erased comes
-// back null with ErrErased.
+// (Validator.CheckStored) and decode the payload (Decode); Validator.ReadStored does
+// the three in one parse of the message, as the projections' decoder reads the log.
+// Sealer.Reveal opens the personal fields for a caller allowed to see them; a field
+// whose key was erased comes back null with ErrErased.
 //
 // # Versions and upcasting
 //
