@@ -39,7 +39,7 @@ func (p *Projection) RecomputeCustomer(ctx context.Context, tx pgx.Tx, customer 
 	}
 	fresh.phoneChanged = true
 	profiles := map[string]*Profile{customer: fresh}
-	hashes, err := p.phoneHashes(ctx, profiles)
+	hashes, err := p.phoneHashes(ctx, profiles, nil)
 	if err != nil {
 		return err
 	}
