@@ -27,7 +27,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 
@@ -98,9 +97,6 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 	if len(order) == 0 {
 		return p.tick(ctx, tx, b)
 	}
-	// The phones' keys are asked for while the batch loads and folds.
-	keys := p.prefetchPhoneKeys(ctx, b.Events)
-	defer keys.wait()
 	t := time.Now()
 	profiles, err := p.load(ctx, tx, order)
 	if err != nil {
@@ -148,7 +144,7 @@ func (p *Projection) Apply(ctx context.Context, tx pgx.Tx, b *projections.Batch)
 	}
 	b.Stage("fold", t)
 	t = time.Now()
-	hashes, err := p.phoneHashes(ctx, profiles, keys)
+	hashes, err := p.phoneHashes(ctx, profiles)
 	if err != nil {
 		return err
 	}
@@ -262,89 +258,22 @@ func scanProfiles(rows pgx.Rows) (map[string]*Profile, []string, error) {
 	return out, order, rows.Err()
 }
 
-// phoneKeys are data keys asked for ahead of need; nil asks for nothing.
-type phoneKeys struct {
-	asked map[string]bool
-	done  chan struct{}
-	keys  map[string]events.DataKey
-	err   error
-}
-
-// prefetchPhoneKeys starts asking for the keys of the phones evs carry (registrations
-// and contact updates), in the background.
-func (p *Projection) prefetchPhoneKeys(ctx context.Context, evs []*projections.Envelope) *phoneKeys {
-	if p.opts.Keys == nil {
-		return nil
-	}
-	asked := map[string]bool{}
-	var kids []string
-	for _, e := range evs {
-		if e.Type != events.TypeCustomerRegistered && e.Type != events.TypeCustomerUpdated {
-			continue
-		}
-		payload, err := e.Payload()
-		if err != nil {
-			continue // parked by the fold
-		}
-		var s *events.Sealed
-		switch d := payload.(type) {
-		case *events.CustomerRegistered:
-			s = d.Phone.Sealed()
-		case *events.CustomerUpdated:
-			s = d.Phone.Sealed()
-		}
-		if s != nil && !asked[s.KeyID] {
-			asked[s.KeyID] = true
-			kids = append(kids, s.KeyID)
-		}
-	}
-	if len(kids) == 0 {
-		return nil
-	}
-	k := &phoneKeys{asked: asked, done: make(chan struct{})}
-	go func() {
-		defer close(k.done)
-		k.keys, k.err = p.opts.Keys.KeysByID(ctx, kids)
-	}()
-	return k
-}
-
-// wait waits for the keys asked for.
-func (k *phoneKeys) wait() {
-	if k != nil {
-		<-k.done
-	}
-}
-
 // phoneHashes derives the search hash of every profile whose phone changed in this
-// batch. A nil entry means no hash (no phone, or its key was erased). Keys asked for
-// ahead (prefetched) are not asked for again.
-func (p *Projection) phoneHashes(ctx context.Context, profiles map[string]*Profile, prefetched *phoneKeys) (map[string][]byte, error) {
+// batch. A nil entry means no hash (no phone, or its key was erased).
+func (p *Projection) phoneHashes(ctx context.Context, profiles map[string]*Profile) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	keys := map[string]events.DataKey{}
-	if prefetched != nil {
-		prefetched.wait()
-		if prefetched.err != nil {
-			return nil, fmt.Errorf("customer360: data keys for the phone index: %w", prefetched.err)
-		}
-		keys = prefetched.keys
-	}
 	var kids []string
 	for _, prof := range profiles {
-		if prof.phoneChanged && prof.Phone != nil && p.opts.Keys != nil && (prefetched == nil || !prefetched.asked[prof.Phone.KeyID]) {
+		if prof.phoneChanged && prof.Phone != nil && p.opts.Keys != nil {
 			kids = append(kids, prof.Phone.KeyID)
 		}
 	}
-	if len(kids) > 0 {
-		more, err := p.opts.Keys.KeysByID(ctx, kids)
-		if err != nil {
-			return nil, fmt.Errorf("customer360: data keys for the phone index: %w", err)
-		}
-		if len(keys) == 0 {
-			keys = more
-		} else {
-			maps.Copy(keys, more)
-		}
+	if len(kids) == 0 {
+		return out, nil
+	}
+	keys, err := p.opts.Keys.KeysByID(ctx, kids)
+	if err != nil {
+		return nil, fmt.Errorf("customer360: data keys for the phone index: %w", err)
 	}
 	for c, prof := range profiles {
 		if !prof.phoneChanged || prof.Phone == nil {

@@ -39,7 +39,7 @@ func (p *Projection) RecomputeCustomer(ctx context.Context, tx pgx.Tx, customer 
 	}
 	fresh.phoneChanged = true
 	profiles := map[string]*Profile{customer: fresh}
-	hashes, err := p.phoneHashes(ctx, profiles, nil)
+	hashes, err := p.phoneHashes(ctx, profiles)
 	if err != nil {
 		return err
 	}
